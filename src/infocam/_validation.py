@@ -1,0 +1,118 @@
+"""Input checks shared by the core modules.
+
+Every check raises ``TypeError`` or ``ValueError`` whose message names the argument, what was
+expected and what came, so that a user's mistake never turns into a silent wrong number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+PRIOR_SUM_TOLERANCE = 1e-4
+
+ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
+
+
+def as_tensor(value: Any, name: str, *, device: torch.device | None = None) -> torch.Tensor:
+    """Return ``value`` as a tensor (numpy arrays and sequences are converted, not copied twice)."""
+    if isinstance(value, torch.Tensor):
+        return value if device is None else value.to(device)
+    if isinstance(value, np.ndarray | list | tuple):
+        try:
+            return torch.as_tensor(np.asarray(value), device=device)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{name} must be numeric array-like; got {type(value).__name__}"
+            ) from exc
+    raise TypeError(f"{name} must be a torch.Tensor or numpy array; got {type(value).__name__}")
+
+
+def check_floating(x: torch.Tensor, name: str) -> torch.Tensor:
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{name} must be a floating-point tensor; got dtype {x.dtype}")
+    return x
+
+
+def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise ``ValueError`` naming ``name`` if ``x`` holds NaN or inf (one device sync)."""
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        n_nan = int(torch.isnan(x).sum())
+        n_inf = int(bad.sum()) - n_nan
+        raise ValueError(
+            f"{name} must be finite; found {n_nan} NaN and {n_inf} inf value(s) "
+            f"in a tensor of shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def check_integer_labels(x: torch.Tensor, name: str) -> torch.Tensor:
+    if torch.is_floating_point(x) or torch.is_complex(x) or x.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class indices; got dtype {x.dtype}")
+    return x
+
+
+def check_target(
+    target: Any, name: str, *, n: int, num_classes: int, device: torch.device | None = None
+) -> torch.Tensor:
+    """Validate class indices: integer dtype, 1-D of length ``n``, values in [0, num_classes)."""
+    t = check_integer_labels(as_tensor(target, name, device=device), name)
+    if t.dim() != 1 or t.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) to match the logits; got {tuple(t.shape)}")
+    if n and bool(((t < 0) | (t >= num_classes)).any()):
+        lo, hi = int(t.min()), int(t.max())
+        raise ValueError(
+            f"{name} must hold class indices in [0, {num_classes - 1}]; got values in [{lo}, {hi}]"
+        )
+    return t.long()
+
+
+def check_prior(
+    prior: Any,
+    num_classes: int,
+    name: str = "prior",
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Validate a class prior and return it as a 1-D tensor of ``num_classes`` probabilities.
+
+    A prior must be 1-D of length ``num_classes``, every entry finite and > 0, summing to 1
+    within ``PRIOR_SUM_TOLERANCE``. Checked in float64 so that a float16 prior is not
+    rejected for its own rounding.
+    """
+    p = as_tensor(prior, name)
+    if not (torch.is_floating_point(p) or p.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"{name} must be a tensor of probabilities; got dtype {p.dtype}")
+    if p.dim() != 1:
+        raise ValueError(f"{name} must be 1-D of length {num_classes}; got shape {tuple(p.shape)}")
+    if p.shape[0] != num_classes:
+        raise ValueError(
+            f"{name} must have one entry per class ({num_classes}); got {p.shape[0]} entries"
+        )
+    p64 = p.detach().to(device="cpu", dtype=torch.float64)
+    if not bool(torch.isfinite(p64).all()):
+        raise ValueError(f"{name} must be finite; got {p64.tolist()[:10]}")
+    if bool((p64 <= 0).any()):
+        bad = torch.nonzero(p64 <= 0).flatten().tolist()
+        raise ValueError(
+            f"{name} must be strictly positive (log p is used); classes {bad[:10]} have "
+            f"p <= 0. Use infocam.class_prior(labels, num_classes) for empirical frequencies"
+        )
+    total = float(p64.sum())
+    if abs(total - 1.0) > PRIOR_SUM_TOLERANCE:
+        raise ValueError(
+            f"{name} must sum to 1 (within {PRIOR_SUM_TOLERANCE:g}); got sum {total:.6g}. "
+            "Use infocam.class_prior(labels, num_classes) for empirical frequencies"
+        )
+    return p.to(device=device, dtype=dtype)
+
+
+def check_unit(unit: str) -> str:
+    if unit not in ("nat", "bit"):
+        raise ValueError(f"unit must be 'nat' or 'bit'; got {unit!r}")
+    return unit

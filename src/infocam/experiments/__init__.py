@@ -1,0 +1,1 @@
+"""One module per paper table; each writes results.json, a Markdown table and a PNG figure."""

@@ -1,0 +1,61 @@
+"""The infocam command: version, help, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import infocam
+from infocam.cli import main
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"infocam {infocam.__version__}"
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: infocam" in out and "reproduce" in out
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 0
+    assert "usage: infocam" in capsys.readouterr().out
+
+
+def test_unknown_option_is_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--no-such-flag"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("infocam: error:")
+
+
+def test_user_error_inside_a_command_is_one_line(capsys, monkeypatch):
+    import infocam.cli as cli
+
+    def add_boom(sub):
+        p = sub.add_parser("boom")
+        p.set_defaults(func=lambda args: infocam.class_prior([0, 0], 2))
+
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, add_boom])
+    monkeypatch.delenv("INFOCAM_DEBUG", raising=False)
+    assert main(["boom"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("infocam: error: labels has no sample of class(es) 1")
+
+
+def test_console_script_runs_as_module():
+    out = subprocess.run(
+        [sys.executable, "-m", "infocam", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().startswith("infocam ")
