@@ -59,3 +59,33 @@ def test_console_script_runs_as_module():
         [sys.executable, "-m", "infocam", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().startswith("infocam ")
+
+
+def test_missing_file_error_is_one_line(capsys, monkeypatch):
+    import infocam.cli as cli
+    from infocam.errors import DatasetNotFoundError
+
+    def add_missing(sub):
+        p = sub.add_parser("missing")
+
+        def run(args):
+            open("/nonexistent/file.csv")
+
+        p.set_defaults(func=run)
+
+    def add_dataset(sub):
+        p = sub.add_parser("nodata")
+
+        def run(args):
+            raise DatasetNotFoundError("MNIST not found: looked in /x/MNIST/raw", "/x")
+
+        p.set_defaults(func=run)
+
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, add_missing, add_dataset])
+    monkeypatch.delenv("INFOCAM_DEBUG", raising=False)
+    assert main(["missing"]) == 2
+    assert capsys.readouterr().err == (
+        "infocam: error: /nonexistent/file.csv: No such file or directory\n"
+    )
+    assert main(["nodata"]) == 2
+    assert capsys.readouterr().err == "infocam: error: MNIST not found: looked in /x/MNIST/raw\n"

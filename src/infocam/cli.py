@@ -90,12 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except (ValueError, TypeError) as exc:
         return _fail(str(exc))
-    except FileNotFoundError as exc:
-        name = exc.filename if exc.filename else str(exc)
-        detail = exc.strerror or "not found"
-        return _fail(f"{name}: {detail}" if exc.filename else str(exc))
-    except OSError as exc:
-        return _fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+    except OSError as exc:  # FileNotFoundError, DatasetNotFoundError, CorruptImageError, ...
+        if exc.filename and exc.strerror:
+            return _fail(f"{exc.filename}: {exc.strerror}")
+        return _fail(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover
