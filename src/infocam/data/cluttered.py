@@ -121,7 +121,9 @@ def render_cluttered(
     g = generator
     k = n_clutter
     # All random draws up front, in a fixed order.
-    target = torch.randperm(p, generator=g)[:n] if n <= p else torch.randint(p, (n,), generator=g)
+    # Whole random permutations of the pool, concatenated: every image is used before any
+    # repeats (a digit appears floor(n / p) or ceil(n / p) times).
+    target = torch.cat([torch.randperm(p, generator=g) for _ in range(-(-n // p))])[:n]
     s = torch.empty(n).uniform_(scale[0], scale[1], generator=g)
     side = _SRC * s
     left = torch.rand(n, generator=g) * (size - side)
