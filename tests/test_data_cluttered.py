@@ -120,3 +120,51 @@ def test_from_mnist_root_and_fashion_source(tmp_path):
 def test_bad_arguments(kwargs, match, mnist):
     with pytest.raises(ValueError, match=match):
         ClutteredDigits(data=mnist, **{"n": 4, **kwargs})
+
+
+def _reference_render(pool, n, size, scale, n_clutter, clutter_size, seed):
+    """Naive reference: every layer sampled over the WHOLE canvas, combined by max."""
+    import torch.nn.functional as tnf
+
+    g = torch.Generator().manual_seed(seed)
+    p, k = pool.shape[0], n_clutter
+    target = torch.cat([torch.randperm(p, generator=g) for _ in range(-(-n // p))])[:n]
+    s = torch.empty(n).uniform_(scale[0], scale[1], generator=g)
+    left = torch.rand(n, generator=g) * (size - 28 * s)
+    top = torch.rand(n, generator=g) * (size - 28 * s)
+    other = (target[:, None] + 1 + torch.randint(p - 1, (n, k), generator=g)) % p
+    cs = torch.empty(n, k).uniform_(scale[0], scale[1], generator=g)
+    cleft = torch.rand(n, k, generator=g) * (size - clutter_size * cs)
+    ctop = torch.rand(n, k, generator=g) * (size - clutter_size * cs)
+    wxy = torch.randint(4, 28 - 4 - clutter_size + 1, (n, k, 2), generator=g).float()
+    u = torch.arange(size, dtype=torch.float32) + 0.5
+
+    def layer(img, sc, lx, ty, wx=0.0, wy=0.0, side=None):
+        rx, ry = (u - lx) / sc, (u - ty) / sc
+        gx = (2 * (rx + wx) / 28 - 1)[None, :].expand(size, -1)
+        gy = (2 * (ry + wy) / 28 - 1)[:, None].expand(-1, size)
+        grid = torch.stack([gx, gy], -1)[None]
+        out = tnf.grid_sample(img.float()[None, None], grid, align_corners=False)[0, 0]
+        if side is not None:
+            out = out * (((ry >= 0) & (ry < side))[:, None] & ((rx >= 0) & (rx < side))[None])
+        return out.round()
+
+    images = torch.empty(n, size, size, dtype=torch.uint8)
+    for i in range(n):
+        canvas = layer(pool[target[i]], s[i], left[i], top[i])
+        for j in range(k):
+            frag = layer(pool[other[i, j]], cs[i, j], cleft[i, j], ctop[i, j],
+                         wxy[i, j, 0], wxy[i, j, 1], clutter_size)  # fmt: skip
+            canvas = torch.maximum(canvas, frag)
+        images[i] = canvas.clamp(0, 255).to(torch.uint8)
+    return images
+
+
+def test_patch_rendering_matches_whole_canvas_reference(mnist):
+    pool = mnist.test_images[:300]
+    kw = {"size": 72, "scale": (1.0, 2.5), "n_clutter": 4, "clutter_size": 12}
+    got, _, _ = cluttered.render_cluttered(
+        pool, 30, generator=torch.Generator().manual_seed(9), batch_size=8, **kw
+    )
+    want = _reference_render(pool, 30, seed=9, **kw)
+    assert torch.equal(got, want)

@@ -10,7 +10,9 @@ pixels of the placed digit's own layer (after quantisation to uint8), before clu
 
 Rendering is vectorised: every layer of a batch of canvases is one ``grid_sample`` (bilinear,
 zero outside the source) of its 28x28 source, with the canvas pixel centre ``u + 0.5`` mapped to
-the source coordinate ``(u + 0.5 - t) / s`` for a placement ``t`` and scale ``s``.
+the source coordinate ``(u + 0.5 - t) / s`` for a placement ``t`` and scale ``s``; only the
+square of canvas pixels the layer can cover is sampled, and the layers are combined into the
+canvases with one ``scatter_reduce(amax)``.
 
 Splits use disjoint source pools, so no digit image appears in two splits:
 ``"train"`` and ``"val"`` draw from MNIST's training set (a fixed seeded partition,
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -52,39 +55,61 @@ _FORMAT_VERSION = 1
 _SRC = 28
 
 
-def _place(
+def _render_patches(
     sources: torch.Tensor,
     scale: torch.Tensor,
     left: torch.Tensor,
     top: torch.Tensor,
-    size: int,
+    patch: int,
     window: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Render ``sources (B, 28, 28)`` float onto ``(B, size, size)`` canvases.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Render ``sources (B, 28, 28)`` float, placed at ``(left, top)`` with scale ``s``.
 
     Canvas pixel ``(v, u)`` samples the source at ``((u + .5 - left) / s, (v + .5 - top) / s)``
-    (+ the window origin). With ``window (B, 3) = (wx, wy, side)`` only the source window
-    ``[wx, wx + side) x [wy, wy + side)`` is drawn.
+    (+ the window origin). Only a ``patch x patch`` square of canvas pixels starting at
+    ``(floor(top), floor(left))`` is computed (the placed source fits in it). With
+    ``window (B, 3) = (wx, wy, side)`` only the source window ``[wx, wx + side)`` x
+    ``[wy, wy + side)`` is drawn. Returns ``(patches (B, patch, patch), ox (B,), oy (B,))``.
     """
-    u = torch.arange(size, dtype=torch.float32) + 0.5
-    rx = (u[None, :] - left[:, None]) / scale[:, None]  # (B, size) offset in source pixels
-    ry = (u[None, :] - top[:, None]) / scale[:, None]
-    if window is not None:
-        sx, sy = rx + window[:, :1], ry + window[:, 1:2]
-    else:
-        sx, sy = rx, ry
-    gx = (2.0 * sx / _SRC - 1.0)[:, None, :].expand(-1, size, -1)
-    gy = (2.0 * sy / _SRC - 1.0)[:, :, None].expand(-1, -1, size)
-    grid = torch.stack([gx, gy], dim=-1)
+    ox, oy = left.floor(), top.floor()
+    j = torch.arange(patch, dtype=torch.float32) + 0.5
+    rx = (j[None, :] + ox[:, None] - left[:, None]) / scale[:, None]  # (B, patch) source px
+    ry = (j[None, :] + oy[:, None] - top[:, None]) / scale[:, None]
+    sx, sy = (rx + window[:, :1], ry + window[:, 1:2]) if window is not None else (rx, ry)
+    gx = (2.0 * sx / _SRC - 1.0)[:, None, :].expand(-1, patch, -1)
+    gy = (2.0 * sy / _SRC - 1.0)[:, :, None].expand(-1, -1, patch)
     out = tnf.grid_sample(
-        sources[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        sources[:, None],
+        torch.stack([gx, gy], dim=-1),
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
     )[:, 0]
     if window is not None:
         side = window[:, 2:3]
-        inx = (rx >= 0) & (rx < side)
-        iny = (ry >= 0) & (ry < side)
-        out = out * (iny[:, :, None] & inx[:, None, :])
-    return out
+        inside = ((ry >= 0) & (ry < side))[:, :, None] & ((rx >= 0) & (rx < side))[:, None, :]
+        out = out * inside
+    return out, ox.long(), oy.long()
+
+
+def _paste_max(
+    canvas: torch.Tensor, patches: torch.Tensor, ox: torch.Tensor, oy: torch.Tensor
+) -> torch.Tensor:
+    """Pixel-wise max of ``patches (B, K, P, P)`` into ``canvas (B, S, S)`` at ``(oy, ox)``.
+
+    One ``scatter_reduce`` over flat indices; pixels falling off the canvas are dropped.
+    """
+    b, k, p, _ = patches.shape
+    size = canvas.shape[-1]
+    r = torch.arange(p)
+    rows = oy.view(b, k, 1, 1) + r.view(1, 1, p, 1)
+    cols = ox.view(b, k, 1, 1) + r.view(1, 1, 1, p)
+    on = (rows < size) & (cols < size)
+    flat = (rows.clamp(max=size - 1) * size + cols.clamp(max=size - 1)).expand(b, k, p, p)
+    values = patches * on  # off-canvas pixels add 0 somewhere: harmless under max of >= 0
+    out = canvas.reshape(b, size * size).clone()
+    out.scatter_reduce_(1, flat.reshape(b, -1), values.reshape(b, -1), reduce="amax")
+    return out.view(b, size, size)
 
 
 def _tight_boxes(mask: torch.Tensor) -> torch.Tensor:
@@ -139,24 +164,35 @@ def render_cluttered(
 
     images = torch.empty(n, size, size, dtype=torch.uint8)
     boxes = torch.empty(n, 4)
+    digit_patch = math.ceil(_SRC * scale[1]) + 1  # +1: the fractional offset
+    frag_patch = math.ceil(clutter_size * scale[1]) + 1
     for a in range(0, n, batch_size):
         b = min(a + batch_size, n)
-        digit = _place(pool[target[a:b]].float(), s[a:b], left[a:b], top[a:b], size)
-        digit = digit.round().clamp_(0, 255)
+        patches, ox, oy = _render_patches(
+            pool[target[a:b]].float(), s[a:b], left[a:b], top[a:b], digit_patch
+        )
+        blank = torch.zeros(b - a, size, size)
+        digit = _paste_max(blank, patches.round()[:, None], ox[:, None], oy[:, None])
         canvas = digit
         if k:
             window = torch.cat(
                 [wxy[a:b].reshape(-1, 2), torch.full(((b - a) * k, 1), float(clutter_size))], 1
             )
-            frags = _place(
+            frags, fx, fy = _render_patches(
                 pool[other[a:b].reshape(-1)].float(),
                 cs[a:b].reshape(-1),
                 cleft[a:b].reshape(-1),
                 ctop[a:b].reshape(-1),
-                size,
+                frag_patch,
                 window=window,
-            ).round_()
-            canvas = torch.maximum(digit, frags.view(b - a, k, size, size).amax(dim=1))
+            )
+            shape = (b - a, k)
+            canvas = _paste_max(
+                digit,
+                frags.round().view(*shape, frag_patch, frag_patch),
+                fx.view(shape),
+                fy.view(shape),
+            )
         images[a:b] = canvas.clamp_(0, 255).to(torch.uint8)
         boxes[a:b] = _tight_boxes(digit > 0)
     return images, boxes, target
