@@ -82,3 +82,9 @@ def test_stratified_split_halves():
     f2, _ = stratified_split(y, 0.5, seed=6)
     assert not torch.equal(first, f2)
     assert torch.equal(first, stratified_split(y, 0.5, seed=5)[0])
+
+
+def test_imbalanced_rejects_non_integer_classes():
+    with pytest.raises(TypeError, match="classes must be a sequence of ints"):
+        imbalanced_subset(torch.tensor([0, 1]), classes=(0.5,))
+    assert imbalanced_subset(torch.tensor([0, 1]), classes=np.array([1]), keep=0.0).tolist() == [0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from infocam._validation import as_tensor, check_integer_labels
@@ -62,7 +63,10 @@ def imbalanced_subset(
     y = _labels(labels)
     if not 0.0 <= float(keep) <= 1.0:
         raise ValueError(f"keep must be a fraction in [0, 1]; got {keep}")
-    cls = torch.as_tensor(list(classes), dtype=torch.long)
+    classes = list(classes)
+    if any(isinstance(c, bool) or not isinstance(c, int | np.integer) for c in classes):
+        raise TypeError(f"classes must be a sequence of ints; got {classes!r}")
+    cls = torch.as_tensor(classes, dtype=torch.long)
     if cls.dim() != 1 or (cls.numel() and int(cls.min()) < 0):
         raise ValueError(f"classes must be a sequence of non-negative ints; got {classes!r}")
     if y.numel() == 0:

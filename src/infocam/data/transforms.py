@@ -15,7 +15,9 @@ back empty, with ``x2 = x1 - 1`` or ``y2 = y1 - 1`` (zero width/height); G never
 Images may be PIL images or tensors ``(..., H, W)``; the image ops are
 ``torchvision.transforms.v2.functional``, called with the same numbers as the box ops.
 Random transforms draw from ``generator`` (a ``torch.Generator``), or from torch's global RNG
-when it is ``None``, so ``torch.manual_seed`` makes them repeatable.
+when it is ``None``, so ``torch.manual_seed`` makes them repeatable. In a ``DataLoader`` with
+``num_workers > 0`` prefer ``generator=None``: torch seeds each worker's global RNG differently,
+whereas an explicit generator is copied into every worker, which then repeat the same draws.
 """
 
 from __future__ import annotations
