@@ -89,12 +89,12 @@ def test_cache_roundtrip(tmp_path, mnist, monkeypatch):
         raise AssertionError("should have been read from the cache")
 
     monkeypatch.setattr(cluttered, "render_cluttered", fail)
-    b = ClutteredDigits(split="train", cache_dir=tmp_path, **SMALL)
+    b = ClutteredDigits(split="train", cache_dir=tmp_path, data=mnist, **SMALL)
     assert torch.equal(a.images, b.images) and torch.equal(a.boxes, b.boxes)
     assert torch.equal(a.labels, b.labels)
     files[0].write_bytes(b"garbage")
     with pytest.raises(OSError, match="cannot use ClutteredDigits cache"):
-        ClutteredDigits(split="train", cache_dir=tmp_path, **SMALL)
+        ClutteredDigits(split="train", cache_dir=tmp_path, data=mnist, **SMALL)
 
 
 def test_from_mnist_root_and_fashion_source(tmp_path):

@@ -218,8 +218,8 @@ class ClutteredDigits(Dataset):
         n_clutter: clutter fragments per canvas.
         clutter_size: side of a fragment's source window (at most 14, so no whole digit).
         val_pool: MNIST training images reserved as the source of ``"val"``.
-        cache_dir: if given, the split is stored there as ``.npz`` (keyed by all parameters,
-            written atomically) and read back next time.
+        cache_dir: if given, the split is stored there as ``.npz`` (keyed by all parameters
+            and the source folder, written atomically) and read back next time.
         data: an already loaded :class:`MNISTData` (skips reading the files).
     """
 
@@ -270,6 +270,10 @@ class ClutteredDigits(Dataset):
             "n_clutter": int(n_clutter),
             "clutter_size": int(clutter_size),
             "val_pool": int(val_pool),
+            # Where the source images come from, so a cache never mixes data sets.
+            "from": str(data.source)
+            if data is not None
+            else (str(Path(root).expanduser().resolve()) if root is not None else "default"),
         }
         cache = None
         if cache_dir is not None:
