@@ -47,7 +47,9 @@ def inception_v3(
         num_classes=num_classes,
         aux_logits=bool(aux_logits),
         transform_input=bool(transform_input),
-        init_weights=True,
+        # torchvision's truncated-normal initialisation, skipped (as torchvision does) when
+        # weights will overwrite it; the new heads then keep nn.Linear's default init.
+        init_weights=weights is None,
     )
 
     def from_torchvision(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
