@@ -139,7 +139,7 @@ def test_adl_is_active_in_train_mode_only_and_trains():
 def test_resnet18_gap_with_adl_backward():
     torch.manual_seed(0)
     model = resnet18_gap(3, adl=True).train()
-    model(torch.randn(2, 3, 64, 64)).sum().backward()
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
     assert torch.isfinite(model.features.conv1.weight.grad).all()
 
 
@@ -194,10 +194,15 @@ def tv_inception_state() -> dict[str, torch.Tensor]:
     with torch.device("meta"):
         layout = torchvision.models.inception_v3(weights=None, init_weights=False).state_dict()
     g = torch.Generator().manual_seed(0)
-    return {
-        k: torch.randn(v.shape, generator=g) * 0.05 if v.is_floating_point() else torch.zeros(())
-        for k, v in layout.items()
-    }
+    state = {}
+    for key, value in layout.items():
+        if not value.is_floating_point():
+            state[key] = torch.zeros((), dtype=value.dtype)
+        elif key.endswith("running_var"):
+            state[key] = torch.ones(value.shape)
+        else:
+            state[key] = torch.randn(value.shape, generator=g) * 0.05
+    return state
 
 
 def test_inception_torchvision_layout_drops_both_heads(tv_inception_state):
@@ -224,9 +229,6 @@ def test_inception_v3_train_outputs_and_loss(tv_inception_state):
     expected = ce(outputs.logits, target) + 0.4 * ce(outputs.aux_logits, target)
     torch.testing.assert_close(loss, expected)
     assert inception_logits(outputs) is outputs.logits
-    model.eval()
-    with torch.no_grad():
-        assert isinstance(model(torch.randn(1, 3, 299, 299)), torch.Tensor)
 
 
 def test_inception_loss_with_plain_tensors_and_no_aux():
