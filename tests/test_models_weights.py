@@ -166,13 +166,15 @@ def test_torchvision_name_reads_the_cached_file(tmp_path, monkeypatch, tv_resnet
     target = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     target.parent.mkdir(parents=True)
     torch.save(tv_resnet18_state, target)
-    for name in ("IMAGENET1K_V1", "ResNet18_Weights.IMAGENET1K_V1", "DEFAULT"):
-        model = resnet18_gap(3, weights=name)
-        torch.testing.assert_close(
-            model.features.conv1.weight, tv_resnet18_state["conv1.weight"], rtol=0, atol=0
-        )
-    model = resnet18_gap(3, weights=ResNet18_Weights.IMAGENET1K_V1)
-    torch.testing.assert_close(model.features.conv1.weight, tv_resnet18_state["conv1.weight"])
+    model = resnet18_gap(3, weights="IMAGENET1K_V1")
+    expected = tv_resnet18_state["conv1.weight"]
+    torch.testing.assert_close(model.features.conv1.weight, expected, rtol=0, atol=0)
+    for name in ("ResNet18_Weights.IMAGENET1K_V1", "DEFAULT", ResNet18_Weights.IMAGENET1K_V1):
+        with torch.no_grad():
+            model.features.conv1.weight.zero_()
+        new = load_weights(model, name, torchvision=_resnet18_source(), head_prefixes=("fc.",))
+        assert new == ["fc.weight", "fc.bias"]
+        torch.testing.assert_close(model.features.conv1.weight, expected, rtol=0, atol=0)
 
 
 def test_bad_torchvision_names():

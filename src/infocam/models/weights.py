@@ -227,7 +227,7 @@ def _torchvision_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
 
 def _load_file(path: Path) -> object:
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path} (looked in {path.parent})")
+        raise FileNotFoundError(f"weights file not found: {path} (looked for {path.resolve()})")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
