@@ -122,9 +122,10 @@ class _Diff:
         for key in model_state:
             if key in state or key.endswith("num_batches_tracked"):
                 continue
-            (allowed if key.startswith(allowed_missing) and allowed_missing else missing).append(
-                key
-            )
+            if allowed_missing and key.startswith(allowed_missing):
+                allowed.append(key)
+            else:
+                missing.append(key)
         unexpected = [key for key in state if key not in model_state]
         mismatched = [
             f"{key}: file {tuple(state[key].shape)} vs model {tuple(model_state[key].shape)}"
