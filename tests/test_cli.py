@@ -89,3 +89,18 @@ def test_missing_file_error_is_one_line(capsys, monkeypatch):
     )
     assert main(["nodata"]) == 2
     assert capsys.readouterr().err == "infocam: error: MNIST not found: looked in /x/MNIST/raw\n"
+
+
+def test_subpackages_load_lazily():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, infocam; assert 'torchvision' not in sys.modules; "
+            "print(infocam.models.vgg16_gap.__name__, infocam.data.CUB200.__name__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["vgg16_gap", "CUB200"]

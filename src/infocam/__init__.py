@@ -16,6 +16,18 @@ from infocam.softmax import (
 
 __version__ = "0.1.0"
 
+# Subpackages that import torchvision (slow) load on first use: `infocam.models.vgg16_gap`
+# works after a plain `import infocam`.
+_LAZY_SUBMODULES = ("data", "models", "training")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"infocam.{name}")
+    raise AttributeError(f"module 'infocam' has no attribute {name!r}")
+
 __all__ = [
     "MIEstimate",
     "PCSoftmaxCrossEntropy",
