@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -852,7 +853,7 @@ class _Run:
             )
         if r.get("samples_per_s"):
             parts.append(f"{r['samples_per_s']:.0f} samples/s")
-        tqdm.write(" | ".join(parts))
+        tqdm.write(" | ".join(parts), file=sys.stderr)
 
     def _results(self, result: TrainResult) -> dict[str, Any]:
         return clean_json(
