@@ -286,3 +286,23 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     events = [line for line in (tmp_path / "t" / "log.jsonl").read_text().splitlines()]
     assert any('"interrupted"' in e and '"SIGTERM"' in e for e in events)
     assert any('"resume"' in e and '"found": true' in e for e in events)
+
+
+def test_signal_during_validation_stops_at_the_epoch_checkpoint(tmp_path):
+    x, y = _data()
+    calls = {"n": 0}
+
+    def loss(logits, target):
+        if not torch.is_grad_enabled():  # validation
+            calls["n"] += 1
+            if calls["n"] == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return nn.functional.cross_entropy(logits, target)
+
+    from infocam.training import TrainingInterrupted
+
+    with pytest.raises(TrainingInterrupted, match="SIGTERM at epoch 2, batch 0") as info:
+        fit(_model(), loss, (x, y), (x[:40], y[:40]), _config(tmp_path))
+    assert info.value.signum == signal.SIGTERM
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert (saved["epoch"], saved["batch"], len(saved["history"])) == (1, 0, 1)

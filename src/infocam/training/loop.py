@@ -733,10 +733,12 @@ class _Run:
         self.skipped += int(all_reduce_sum(skipped, ctx).item())
         return sums.reduce(ctx), seconds
 
-    def _interrupt(self, stop: _StopFlag, sums: MetricSums) -> None:
+    def _interrupt(
+        self, stop: _StopFlag, sums: MetricSums | None, saved: Path | None = None
+    ) -> None:
         signum = stop.signum if stop.signum is not None else signal.SIGTERM
         name = signal.Signals(signum).name
-        path = self.save(sums)
+        path = saved if sums is None else self.save(sums)
         self.log.write(
             "interrupted",
             signal=name,
@@ -822,7 +824,10 @@ class _Run:
                     self._print_epoch(record)
                 self.epoch += 1
                 self.batch = 0
-                self.save(None)
+                path = self.save(None)
+                # A signal that came during validation: the epoch's checkpoint is the stop point.
+                if self.epoch < cfg.epochs and any_process(stop.signum is not None, ctx):
+                    self._interrupt(stop, None, saved=path)
         if cfg.restore_best and self.best_state is not None and self.best_epoch != cfg.epochs:
             load_model_state(self.model, self.best_state, source="best epoch weights")
         result = TrainResult(
