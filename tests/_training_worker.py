@@ -65,7 +65,7 @@ class SuicidalLoss:
         return F.cross_entropy(logits, target)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--out", default=None)
     p.add_argument("--save", required=True)
@@ -80,7 +80,7 @@ def main() -> int:
     p.add_argument("--term-at", type=int, default=0)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--dataset", action="store_true", help="use the Dataset path, not tensors")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     torch.set_num_threads(1)
     x, y = make_data(args.n_train + args.n_val, seed=123)
     x_val, y_val = x[args.n_train :], y[args.n_train :]
