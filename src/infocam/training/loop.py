@@ -668,7 +668,7 @@ class _Run:
                 self.skipped_paths.append(item.path)
             self.log.write("skipped", path=item.path, reason=item.reason)
 
-    def train_epoch(self, stop: _StopFlag) -> tuple[EpochMetrics, float]:
+    def train_epoch(self, stop: _StopFlag) -> tuple[EpochMetrics, float, float]:
         ctx, cfg = self.ctx, self.config
         indices = epoch_indices(
             len(self.train),
@@ -729,9 +729,12 @@ class _Run:
         finally:
             bar.close()
         seconds = time.perf_counter() - t0
-        skipped = torch.tensor([float(self._epoch_skipped)], device=ctx.device)
-        self.skipped += int(all_reduce_sum(skipped, ctx).item())
-        return sums.reduce(ctx), seconds
+        counts = torch.tensor([float(self._epoch_skipped), float(seen)], device=ctx.device)
+        skipped, seen_all = all_reduce_sum(counts, ctx).tolist()
+        self.skipped += round(skipped)
+        # Throughput over the batches run now (after a mid-epoch resume, part of the epoch).
+        rate = seen_all / seconds if seconds > 0 else math.nan
+        return sums.reduce(ctx), seconds, rate
 
     def _interrupt(
         self, stop: _StopFlag, sums: MetricSums | None, saved: Path | None = None
@@ -773,7 +776,7 @@ class _Run:
         with _StopFlag() as stop:
             while self.epoch < cfg.epochs:
                 lr = self.optimizer.param_groups[0]["lr"]
-                train_m, seconds = self.train_epoch(stop)
+                train_m, seconds, rate = self.train_epoch(stop)
                 if not math.isfinite(train_m.loss):
                     raise ValueError(
                         f"training diverged: the mean training loss of epoch {self.epoch + 1} is "
@@ -814,7 +817,7 @@ class _Run:
                     record["best"] = improved
                     record["val_skipped"] = vskip
                 record["seconds"] = round(seconds, 3)
-                record["samples_per_s"] = train_m.n / seconds if seconds > 0 else None
+                record["samples_per_s"] = rate
                 record["skipped"] = self.skipped
                 if self.scheduler is not None and self.scheduler_interval == "epoch":
                     self.scheduler.step()
