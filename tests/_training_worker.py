@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--term-at", type=int, default=0)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--dataset", action="store_true", help="use the Dataset path, not tensors")
+    p.add_argument("--val-dataset", action="store_true", help="validation data as a Dataset")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     x, y = make_data(args.n_train + args.n_val, seed=123)
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     train, val = (x[: args.n_train], y[: args.n_train]), (x_val, y_val)
     if args.dataset:
         train, val = PairDataset(*train), PairDataset(*val)
+    if args.val_dataset:
+        val = PairDataset(*val)
     model = make_model(args.dropout)
     config = TrainConfig(
         epochs=args.epochs,

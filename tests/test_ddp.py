@@ -34,7 +34,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     args = ["--optimizer", "sgd", "--epochs", "3", "--batch-size", "32"]
     # --standalone: torchrun picks a free port itself.
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    _run([*torchrun, "--nproc_per_node", "2", str(WORKER), *args,
+    # The processes train on tensors (fast path) and validate on a Dataset (DataLoader path).
+    _run([*torchrun, "--nproc_per_node", "2", str(WORKER), *args, "--val-dataset",
           "--out", str(tmp_path / "ddp"), "--save", str(tmp_path / "ddp.pt")])  # fmt: skip
     spec = importlib.util.spec_from_file_location("_training_worker", WORKER)
     worker = importlib.util.module_from_spec(spec)
