@@ -275,6 +275,7 @@ def _run_eval(
     skipped = 0
     dtype = _amp_dtype(amp)
     was_training = model.training
+    batches = None
     model.eval()
     try:
         with _oom_guard(batch_size, batch_size * ctx.world_size, ctx.device, "evaluation"):
@@ -308,6 +309,8 @@ def _run_eval(
                     target_parts.append(y)
     finally:
         model.train(was_training)
+        if batches is not None:
+            batches.close()
     metrics = sums.reduce(ctx)
     if ctx.distributed:
         skipped = int(all_reduce_sum(torch.tensor([skipped], device=ctx.device), ctx).item())
@@ -693,6 +696,7 @@ class _Run:
         self.net.train()
         t0 = time.perf_counter()
         seen = 0
+        batches = None
         try:
             batches = _iterate(
                 self.train,
@@ -728,6 +732,8 @@ class _Run:
                         self._interrupt(stop, sums)
         finally:
             bar.close()
+            if batches is not None:
+                batches.close()  # shut DataLoader workers down now, not at garbage collection
         seconds = time.perf_counter() - t0
         counts = torch.tensor([float(self._epoch_skipped), float(seen)], device=ctx.device)
         skipped, seen_all = all_reduce_sum(counts, ctx).tolist()
