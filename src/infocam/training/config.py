@@ -1,0 +1,184 @@
+"""``TrainConfig``: every knob of a run, and the command-line flags that fill it."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrainConfig", "add_training_arguments", "config_from_args"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step")
+AMP_MODES = ("off", "fp16", "bf16")
+METRICS = ("accuracy", "balanced_accuracy", "loss")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run.
+
+    ``batch_size`` is the *global* batch: under ``torchrun`` with ``W`` processes each takes
+    ``batch_size / W`` per step, so a run's numbers do not depend on how many processes run
+    it. ``out`` is the run folder (``last.pt``, ``best.pt``, ``log.jsonl``, ``results.json``);
+    ``None`` writes nothing. ``resume=True`` continues from ``out/last.pt`` if it exists (a
+    path: from that checkpoint). ``select_metric`` is measured on the *validation* data and
+    picks the best epoch, whose weights are put back in the model at the end
+    (``restore_best``).
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    schedule: str = "constant"
+    lr_step: int = 30
+    lr_gamma: float = 0.1
+    grad_clip: float | None = None
+    seed: int = 0
+    deterministic: bool = False
+    resume: bool | str | Path = False
+    quiet: bool = False
+    device: str | None = None
+    amp: str = "off"
+    channels_last: bool | None = None
+    sync_batchnorm: bool = False
+    workers: int | None = None
+    eval_batch_size: int | None = None
+    out: str | Path | None = None
+    skip_corrupt: bool = False
+    select_metric: str = "accuracy"
+    restore_best: bool = True
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, minimum: int = 1) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}; got {v!r}")
+
+        def choice(name: str, options: tuple[str, ...]) -> None:
+            v = getattr(self, name)
+            if v not in options:
+                raise ValueError(f"{name} must be one of {', '.join(options)}; got {v!r}")
+
+        def number(name: str, *, lo: float, strict: bool) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number; got {v!r}")
+            if v < lo or (strict and v == lo):
+                raise ValueError(f"{name} must be {'>' if strict else '>='} {lo:g}; got {v!r}")
+
+        positive_int("epochs")
+        positive_int("batch_size")
+        positive_int("lr_step")
+        positive_int("seed", 0)
+        if self.eval_batch_size is not None:
+            positive_int("eval_batch_size")
+        if self.workers is not None:
+            positive_int("workers", 0)
+        number("lr", lo=0.0, strict=True)
+        number("weight_decay", lo=0.0, strict=False)
+        number("momentum", lo=0.0, strict=False)
+        number("lr_gamma", lo=0.0, strict=True)
+        if self.grad_clip is not None:
+            number("grad_clip", lo=0.0, strict=True)
+        choice("optimizer", OPTIMIZERS)
+        choice("schedule", SCHEDULES)
+        choice("amp", AMP_MODES)
+        choice("select_metric", METRICS)
+        if self.out is not None:
+            self.out = Path(self.out)
+        if isinstance(self.resume, str | Path) and not isinstance(self.resume, bool):
+            self.resume = Path(self.resume)
+        if self.resume is True and self.out is None:
+            raise ValueError("resume=True needs out (the run folder holding last.pt)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe copy (paths as strings)."""
+        return {
+            k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+
+def _resume_arg(value: str) -> bool | str:
+    return True if value in ("", "last") else value
+
+
+def add_training_arguments(
+    parser: argparse.ArgumentParser, **defaults: Any
+) -> argparse.ArgumentParser:
+    """Add the shared training flags to ``parser`` (defaults from :class:`TrainConfig`).
+
+    Keyword arguments override a default for this command, e.g. ``epochs=50, lr=0.01``.
+    """
+    base = TrainConfig()
+    d = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)}
+    unknown = set(defaults) - set(d)
+    if unknown:
+        raise TypeError(f"unknown training default(s): {', '.join(sorted(unknown))}")
+    d.update(defaults)
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=d["epochs"], help="passes over the training data")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=d["batch_size"],
+        help="global batch size (split across torchrun processes)",
+    )
+    g.add_argument("--lr", type=float, default=d["lr"], help="learning rate")
+    g.add_argument("--weight-decay", type=float, default=d["weight_decay"])
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"])
+    g.add_argument("--schedule", choices=SCHEDULES, default=d["schedule"], help="LR schedule")
+    g.add_argument("--seed", type=int, default=d["seed"], help="seeds Python, NumPy, torch, data")
+    g.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=d["deterministic"],
+        help="use PyTorch's deterministic algorithms (slower on GPU)",
+    )
+    g.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=d["resume"],
+        type=_resume_arg,
+        metavar="CHECKPOINT",
+        help="continue from OUT/last.pt (or from CHECKPOINT)",
+    )
+    g.add_argument("--quiet", action="store_true", default=d["quiet"], help="no progress bar")
+    g.add_argument("--device", default=d["device"], help="cpu, cuda, cuda:N (default: auto)")
+    g.add_argument(
+        "--amp",
+        nargs="?",
+        const="fp16",
+        choices=AMP_MODES,
+        default=d["amp"],
+        help="mixed precision on GPU: fp16 (default when given) or bf16",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=d["workers"],
+        help="data-loading processes (default: 4 on GPU, 0 on CPU)",
+    )
+    g.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        default=d["skip_corrupt"],
+        help="skip (and count) images that cannot be decoded instead of stopping",
+    )
+    g.add_argument("--out", type=Path, default=d["out"], help="run folder for checkpoints, logs")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from parsed flags; ``overrides`` win (e.g. ``select_metric``)."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values.update(overrides)
+    return TrainConfig(**values)
