@@ -28,6 +28,7 @@ def __getattr__(name: str):
         return importlib.import_module(f"infocam.{name}")
     raise AttributeError(f"module 'infocam' has no attribute {name!r}")
 
+
 __all__ = [
     "MIEstimate",
     "PCSoftmaxCrossEntropy",
