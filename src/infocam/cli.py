@@ -85,11 +85,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args) or 0)
     try:
         return int(func(args) or 0)
-    except KeyboardInterrupt:
-        print("infocam: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # also TrainingInterrupted, whose message names the checkpoint
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "interrupted"
+        print(f"infocam: {detail}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (ValueError, TypeError) as exc:
         return _fail(str(exc))
+    except MemoryError as exc:
+        return _fail(f"out of memory: {exc}", 1)
+    except RuntimeError as exc:
+        # torch.OutOfMemoryError (training's message names the batch size to lower)
+        if type(exc).__name__.endswith("OutOfMemoryError"):
+            return _fail(str(exc), 1)
+        raise
     except OSError as exc:  # FileNotFoundError, DatasetNotFoundError, CorruptImageError, ...
         if exc.filename and exc.strerror:
             return _fail(f"{exc.filename}: {exc.strerror}")
