@@ -47,6 +47,7 @@ __all__ = [
 METHODS = ("cam", "infocam", "infocam+")
 Method = Literal["cam", "infocam", "infocam+"]
 _PADDINGS = ("same", "full")
+_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -302,21 +303,25 @@ class CAMExtractor:
                 )
             self.classifier_ = linears[-1][0]
         if self.feature_layer_ is None:
+            fc = dict(self.model.named_modules())[self.classifier_]
+            # 4-D outputs, except the global pooling itself ((N, K, 1, 1) out of a pool layer)
             spatial = [
-                (i, n, o)
-                for i, (n, _, o) in enumerate(order)
-                if isinstance(o, torch.Tensor) and o.dim() == 4 and o.shape[2] * o.shape[3] > 1
+                (n, o)
+                for n, m, o in order
+                if isinstance(o, torch.Tensor)
+                and o.dim() == 4
+                and not (isinstance(m, _POOLS) and o.shape[2] * o.shape[3] == 1)
             ]
             if not spatial:
                 raise ValueError(
                     f"could not find a spatial feature map: no module of "
-                    f"{type(self.model).__name__} outputs a (N, K, h, w) tensor with h*w > 1; "
+                    f"{type(self.model).__name__} outputs a (N, K, h, w) tensor; "
                     "pass feature_layer="
                 )
-            last = spatial[-1][2]
+            fitting = [(n, o) for n, o in spatial if o.shape[1] == fc.in_features]
+            last = (fitting or spatial)[-1][1]
             # The outermost module that returned this very tensor fires its hook last.
-            cands = [n for _, n, o in spatial if o is last]
-            self.feature_layer_ = cands[-1]
+            self.feature_layer_ = [n for n, o in spatial if o is last][-1]
         self._check_head(images, logits)
 
     def _check_head(self, images: torch.Tensor, logits: Any) -> None:
