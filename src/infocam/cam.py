@@ -407,3 +407,77 @@ class CAMExtractor:
 
 def _bias(fc: nn.Linear) -> torch.Tensor | None:
     return None if fc.bias is None else fc.bias.float()
+
+
+# --------------------------------------------------------------------------- models by name
+
+# Names of this package's own GAP backbones go here (name -> builder(num_classes=...)) as they
+# arrive; anything else is looked up in torchvision.models.get_model.
+ARCHITECTURES: dict[str, Any] = {}
+
+
+def load_classifier(
+    arch: str, weights: str | None = None, num_classes: int | None = None
+) -> nn.Module:
+    """A classification model by name, with weights from a file or a torchvision weights name.
+
+    ``arch``: a name in ``ARCHITECTURES`` or a torchvision classification model
+    (``torchvision.models.list_models(torchvision.models)``). ``weights``: a path to a state
+    dict (or a dict holding one under ``"state_dict"`` / ``"model"``), loaded with
+    ``torch.load(weights_only=True)``; or a torchvision weights name such as
+    ``"ResNet50_Weights.IMAGENET1K_V2"`` (downloaded by torchvision). ``num_classes`` defaults
+    to the rows of the checkpoint's last linear weight. The model is returned in eval mode.
+    """
+    import torchvision
+
+    from infocam.errors import CheckpointError
+
+    def build(n: int | None) -> nn.Module:
+        kw = {} if n is None else {"num_classes": n}
+        if arch in ARCHITECTURES:
+            return ARCHITECTURES[arch](**kw)
+        return torchvision.models.get_model(arch, weights=None, **kw)
+
+    known = sorted(ARCHITECTURES) + torchvision.models.list_models(torchvision.models)
+    if arch not in known:
+        raise ValueError(
+            f"arch must be a classification model name such as 'resnet50' or 'vgg16'; got "
+            f"{arch!r} (see torchvision.models.list_models(torchvision.models))"
+        )
+    if weights is None:
+        return build(num_classes).eval()
+    from pathlib import Path
+
+    path = Path(weights)
+    if not path.exists() and "_Weights." in weights:
+        w = torchvision.models.get_weight(weights)
+        return torchvision.models.get_model(arch, weights=w).eval()
+    if not path.is_file():
+        raise FileNotFoundError(2, "weights file not found", str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load weights {path}: {exc}") from exc
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"weights {path} must hold a state dict of tensors")
+    model = build(None)
+    if num_classes is None:
+        last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        key = f"{last[-1]}.weight" if last else None
+        if key in state:
+            num_classes = int(state[key].shape[0])
+    if num_classes is not None:
+        model = build(num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CheckpointError(
+            f"weights {path} do not fit {arch}: {' '.join(first[:3])[:300]}"
+        ) from exc
+    return model.eval()

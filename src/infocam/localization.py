@@ -42,11 +42,11 @@ __all__ = [
 ]
 
 
-def _check_maps(maps: Any, name: str = "maps") -> torch.Tensor:
+def _check_maps(maps: Any, name: str = "maps", *, finite: bool = True) -> torch.Tensor:
     x = check_floating(as_tensor(maps, name), name)
     if x.dim() != 3:
         raise ValueError(f"{name} must have shape (N, H, W); got {tuple(x.shape)}")
-    return check_finite(x, name)
+    return check_finite(x, name) if finite else x
 
 
 def upsample_maps(
@@ -70,19 +70,28 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
 
     A constant map (max == min) becomes all zeros. NaN or inf raises ``ValueError``.
     """
-    x = _check_maps(maps)
-    lo = x.amin((1, 2), keepdim=True)
-    span = x.amax((1, 2), keepdim=True) - lo
-    return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, 1), 0)
+    return _normalized(_check_maps(maps, finite=False))
 
 
-def _largest_component_box(mask: np.ndarray) -> list[int]:
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
+def _largest_component_box(mask: np.ndarray, y0: int, x0: int) -> list[int]:
+    """Box of the largest 8-connected component of a (cropped) mask, shifted by (x0, y0)."""
+    n, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
     if n <= 1:
         return [0, 0, 0, 0]
-    i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # first maximum: raster order
-    x, y, w, h = stats[i, :4].tolist()
-    return [x, y, x + w - 1, y + h - 1]
+    sizes = np.bincount(labels.ravel(), minlength=n)
+    k = 1 + int(np.argmax(sizes[1:]))  # first maximum: the component met first in raster order
+    on = labels == k
+    rows, cols = np.flatnonzero(on.any(1)), np.flatnonzero(on.any(0))
+    return [x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]), y0 + int(rows[-1])]
+
+
+def _normalized(x: torch.Tensor) -> torch.Tensor:
+    """Min-max per map; NaN/inf anywhere shows in min or max, so one small check suffices."""
+    lo = x.amin((1, 2), keepdim=True)
+    span = x.amax((1, 2), keepdim=True) - lo
+    if not bool(torch.isfinite(span).all()):
+        check_finite(x, "maps")
+    return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, 1), 0)
 
 
 def boxes_from_maps(maps: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
@@ -94,14 +103,29 @@ def boxes_from_maps(maps: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
 
     Returns:
         (N, 4) int64 ``x1, y1, x2, y2``, inclusive pixel coordinates, on the maps' device;
-        ``[0, 0, 0, 0]`` for an empty mask (a constant map).
+        ``[0, 0, 0, 0]`` for an empty mask (a constant map). "Largest" counts pixels; ties go
+        to the component whose first pixel comes first in raster order.
     """
     if not isinstance(threshold, int | float) or not 0 <= threshold < 1:
         raise ValueError(f"threshold must be a number in [0, 1); got {threshold!r}")
-    norm = normalize_maps(maps)
-    masks = (norm > threshold).to(torch.uint8).cpu().numpy()
-    boxes = [_largest_component_box(m) for m in masks]
-    return torch.tensor(boxes, dtype=torch.long, device=norm.device).reshape(-1, 4)
+    x = _check_maps(maps, finite=False)
+    norm = _normalized(x)
+    on = norm > threshold
+    # crop each mask to the rows / columns it occupies before labelling (on the device);
+    # a row holds a kept pixel iff its maximum is kept (a float max is faster than a bool any)
+    rows, cols = norm.amax(2) > threshold, norm.amax(1) > threshold
+    h, w = on.shape[1:]
+    y0 = rows.int().argmax(1)
+    y1 = h - rows.flip(1).int().argmax(1)
+    x0 = cols.int().argmax(1)
+    x1 = w - cols.flip(1).int().argmax(1)
+    masks = on.cpu().numpy().view(np.uint8)
+    extents = torch.stack([y0, y1, x0, x1], 1).tolist()
+    boxes = [
+        _largest_component_box(np.ascontiguousarray(m[a:b, c:d]), a, c)
+        for m, (a, b, c, d) in zip(masks, extents, strict=True)
+    ]
+    return torch.tensor(boxes, dtype=torch.long, device=x.device).reshape(-1, 4)
 
 
 def _check_boxes(boxes: Any, name: str) -> torch.Tensor:
@@ -157,16 +181,44 @@ def _as_box_list(gt_boxes: Any, n: int, device: torch.device) -> list[torch.Tens
         raise TypeError(f"gt_boxes must be a tensor or a list of tensors; got {type(gt_boxes)}")
     if len(items) != n:
         raise ValueError(f"gt_boxes must hold boxes for each of the {n} maps; got {len(items)}")
-    out = []
     for i, g in enumerate(items):
-        g = g.reshape(-1, 4) if g.dim() == 1 else g
-        g = _check_boxes(g, f"gt_boxes[{i}]")
-        if g.shape[0] == 0:
-            raise ValueError(f"gt_boxes[{i}] must hold at least one box; got none")
-        if bool((g < 0).any()):
-            raise ValueError(f"gt_boxes[{i}] must have non-negative coordinates; got {g.tolist()}")
-        out.append(g.to(device))
-    return out
+        if g.dim() not in (1, 2) or g.shape[-1] != 4 or g.numel() == 0:
+            raise ValueError(
+                f"gt_boxes[{i}] must hold at least one x1, y1, x2, y2 box; got {tuple(g.shape)}"
+            )
+    items = [g.reshape(-1, 4) for g in items]
+    # one validation pass over all boxes; errors name the image they belong to
+    flat = torch.cat([g.to(device) for g in items])
+    owner = torch.repeat_interleave(torch.tensor([len(g) for g in items]))
+    if torch.is_floating_point(flat):
+        check_finite(flat, "gt_boxes")
+    bad = (flat[:, 2] < flat[:, 0]) | (flat[:, 3] < flat[:, 1]) | (flat < 0).any(1)
+    if bool(bad.any()):
+        j = int(torch.nonzero(bad)[0])
+        raise ValueError(
+            f"gt_boxes[{int(owner[j])}] must be x1, y1, x2, y2 with non-negative coordinates, "
+            f"x2 >= x1 and y2 >= y1; got {flat[j].tolist()}"
+        )
+    return list(flat.split([len(g) for g in items]))
+
+
+def _best_iou(boxes: torch.Tensor, gts: list[torch.Tensor]) -> torch.Tensor:
+    """max_j IoU(boxes[i], gts[i][j]) for every i, in one batched computation."""
+    n = boxes.shape[0]
+    if n == 0:
+        return torch.zeros(0, dtype=torch.float64, device=boxes.device)
+    g = torch.nn.utils.rnn.pad_sequence([t.to(torch.float64) for t in gts], batch_first=True)
+    valid = torch.nn.utils.rnn.pad_sequence(
+        [torch.ones(len(t), dtype=torch.bool, device=boxes.device) for t in gts],
+        batch_first=True,
+    )
+    b = boxes.to(torch.float64)[:, None, :]  # (N, 1, 4) vs (N, G, 4)
+    wh = torch.minimum(b[..., 2:], g[..., 2:]) - torch.maximum(b[..., :2], g[..., :2]) + 1
+    inter = wh.clamp(min=0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2] + 1).prod(-1)
+    area_g = (g[..., 2:] - g[..., :2] + 1).prod(-1)
+    iou = inter / (area_b + area_g - inter)
+    return torch.where(valid, iou, -1.0).amax(1)
 
 
 class LocalizationEvaluator:
@@ -205,7 +257,7 @@ class LocalizationEvaluator:
         self, maps: torch.Tensor, gt_boxes: Any, target: Any, logits: torch.Tensor
     ) -> torch.Tensor:
         """Add a batch; returns the predicted boxes (N, 4)."""
-        m = _check_maps(maps)
+        m = _check_maps(maps, finite=False)  # boxes_from_maps checks finiteness
         n = m.shape[0]
         lg = check_floating(as_tensor(logits, "logits", device=m.device), "logits")
         if lg.dim() != 2 or lg.shape[0] != n:
@@ -213,16 +265,7 @@ class LocalizationEvaluator:
         t = check_target(target, "target", n=n, num_classes=lg.shape[1], device=m.device)
         gts = _as_box_list(gt_boxes, n, m.device)
         boxes = boxes_from_maps(m, self.threshold)
-        hit = (
-            torch.stack(
-                [
-                    box_iou(boxes[i : i + 1], g).max() >= self.iou_threshold
-                    for i, g in enumerate(gts)
-                ]
-            )
-            if n
-            else torch.zeros(0, dtype=torch.bool, device=m.device)
-        )
+        hit = _best_iou(boxes, gts) >= self.iou_threshold
         k = min(5, lg.shape[1])
         topk = lg.topk(k, dim=1).indices
         top1 = topk[:, 0] == t
