@@ -135,3 +135,23 @@ def test_bad_input():
         MaxBoxAccEvaluator(iou_thresholds=(0.5,) * 0)
     with pytest.raises(ValueError, match="compute"):
         ev.compute()
+
+
+def test_all_reduce_in_a_one_process_group(tmp_path):
+    import torch.distributed as dist
+
+    from infocam.localization import LocalizationEvaluator
+
+    maps = _smooth_maps(3, 12, 12, seed=7)
+    gts = _gt_boxes(3, 12, 12, seed=8)
+    ev = MaxBoxAccEvaluator()
+    ev.update(maps, gts)
+    loc = LocalizationEvaluator()
+    loc.update(maps, [g[:1] for g in gts], torch.tensor([0, 1, 0]), torch.randn(3, 2))
+    before, loc_before = ev.compute(), loc.compute()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        assert ev.all_reduce().compute() == before
+        assert loc.all_reduce().compute() == loc_before
+    finally:
+        dist.destroy_process_group()

@@ -221,6 +221,22 @@ def _best_iou(boxes: torch.Tensor, gts: list[torch.Tensor]) -> torch.Tensor:
     return torch.where(valid, iou, -1.0).amax(1)
 
 
+def _all_reduce(tensors: list[torch.Tensor], group: Any = None) -> list[torch.Tensor]:
+    """Sum CPU counters over a ``torch.distributed`` group (no-op outside distributed runs)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return tensors
+    nccl = dist.get_backend(group) == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+    out = []
+    for t in tensors:
+        t = t.to(device)
+        dist.all_reduce(t, group=group)
+        out.append(t.cpu())
+    return out
+
+
 class LocalizationEvaluator:
     """GT-known Loc, Top-1 Loc, Top-1 and Top-5 classification over a whole set.
 
@@ -234,8 +250,8 @@ class LocalizationEvaluator:
     * Top-1 / Top-5 Cls = correct / n.
 
     The integer counters live in ``counts`` (a tensor: n, gt-known hits, top-1 loc, top-1 cls,
-    top-5 cls); ``merge(other)`` adds another evaluator's, and ``all_reduce(counts)`` does the
-    same across processes. ``compute()`` returns percentages.
+    top-5 cls); ``merge(other)`` adds another evaluator's, and ``all_reduce()`` sums them over
+    the processes of a ``torch.distributed`` run. ``compute()`` returns percentages.
     """
 
     _KEYS = ("n", "gt_known_loc", "top1_loc", "top1_cls", "top5_cls")
@@ -281,6 +297,11 @@ class LocalizationEvaluator:
         )
         self.counts += batch.cpu()
         return boxes
+
+    def all_reduce(self, group: Any = None) -> LocalizationEvaluator:
+        """Sum the counters over all processes of a ``torch.distributed`` run (in place)."""
+        (self.counts,) = _all_reduce([self.counts], group)
+        return self
 
     def merge(self, other: LocalizationEvaluator) -> LocalizationEvaluator:
         if not isinstance(other, LocalizationEvaluator):
@@ -402,7 +423,8 @@ class MaxBoxAccEvaluator:
     ``num_threads`` threads (OpenCV releases the GIL).
 
     ``counts`` is an int64 tensor (len(iou_thresholds), len(thresholds)) of hits and ``n`` the
-    number of images; ``merge`` adds another evaluator's (or ``all_reduce`` both).
+    number of images; ``merge(other)`` adds another evaluator's, ``all_reduce()`` sums them
+    over the processes of a ``torch.distributed`` run.
     """
 
     def __init__(
@@ -465,6 +487,11 @@ class MaxBoxAccEvaluator:
         if hits:
             self.counts += torch.from_numpy(np.sum(hits, axis=0, dtype=np.int64))
         self.n += n
+
+    def all_reduce(self, group: Any = None) -> MaxBoxAccEvaluator:
+        """Sum the counters over all processes of a ``torch.distributed`` run (in place)."""
+        self.counts, self.n = _all_reduce([self.counts, self.n], group)
+        return self
 
     def merge(self, other: MaxBoxAccEvaluator) -> MaxBoxAccEvaluator:
         if not isinstance(other, MaxBoxAccEvaluator) or other.counts.shape != self.counts.shape:
