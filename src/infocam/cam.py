@@ -182,14 +182,16 @@ def class_activation_maps(
                 raise ValueError(
                     f"logits must have shape (N, M) = ({n}, {m}); got {tuple(logits.shape)}"
                 )
-    c = contrast_weights(w, t, method, logits)
     with torch.no_grad():
         if t is not None:
-            maps = torch.einsum("nk,nkhw->nhw", c, g)
-        elif c.dim() == 3:
-            maps = torch.einsum("nmk,nkhw->nmhw", c, g)
+            maps = torch.einsum("nk,nkhw->nhw", contrast_weights(w, t, method, logits), g)
+        elif method == "infocam+":
+            # CAM_y - CAM_z for every y: no (N, M, K) tensor of contrast vectors
+            cams = torch.einsum("mk,nkhw->nmhw", w, g)
+            z = logits.argmin(1)
+            maps = cams - cams[torch.arange(n, device=g.device), z].unsqueeze(1)
         else:
-            maps = torch.einsum("mk,nkhw->nmhw", c, g)
+            maps = torch.einsum("mk,nkhw->nmhw", contrast_weights(w, None, method), g)
         return region_filter(maps, region, region_padding)
 
 
@@ -451,7 +453,13 @@ def load_classifier(
     path = Path(weights)
     if not path.exists() and "_Weights." in weights:
         w = torchvision.models.get_weight(weights)
-        return torchvision.models.get_model(arch, weights=w).eval()
+        try:
+            return torchvision.models.get_model(arch, weights=w).eval()
+        except OSError as exc:  # no network: URLError is an OSError
+            raise OSError(
+                f"cannot fetch torchvision weights {weights} ({exc}); download {w.url} "
+                "where there is network access and pass the file to weights="
+            ) from exc
     if not path.is_file():
         raise FileNotFoundError(2, "weights file not found", str(path))
     try:
