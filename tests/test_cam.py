@@ -61,6 +61,7 @@ def test_maps_match_float64_reference(method, region):
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("region", [2, 3, 4])
 def test_same_padding_equals_torch_conv_same(region):
     maps = torch.randn(2, 5, 6, dtype=torch.float64)
