@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 
 from infocam.localization import (
@@ -220,3 +222,16 @@ def test_localization_evaluator_bad_input():
     bad[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="maps must be finite"):
         ev.update(bad, gt, target, logits)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    mask=st.integers(1, 10).flatmap(
+        lambda h: st.lists(st.lists(st.booleans(), min_size=h, max_size=h), min_size=1, max_size=10)
+    )
+)
+def test_property_boxes_match_scipy(mask):
+    maps = torch.tensor(mask, dtype=torch.float32)[None]
+    # a constant map (all True or all False) normalises to zeros: the empty-mask box
+    kept = normalize_maps(maps)[0].numpy() > 0.5
+    assert boxes_from_maps(maps, threshold=0.5)[0].tolist() == _scipy_box(kept)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infocam.localization import MaxBoxAccEvaluator, normalize_maps, upsample_maps
 
@@ -155,3 +157,18 @@ def test_all_reduce_in_a_one_process_group(tmp_path):
         assert loc.all_reduce().compute() == loc_before
     finally:
         dist.destroy_process_group()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.data(),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    multi_contour=st.booleans(),
+)
+def test_property_equal_to_wsolevaluation(data, h, w, multi_contour):
+    levels = data.draw(st.lists(st.integers(0, 255), min_size=h * w, max_size=h * w))
+    maps = torch.tensor(levels, dtype=torch.float64).reshape(1, h, w) / 255
+    x0, x1 = sorted(data.draw(st.lists(st.integers(0, w - 1), min_size=2, max_size=2)))
+    y0, y1 = sorted(data.draw(st.lists(st.integers(0, h - 1), min_size=2, max_size=2)))
+    _compare(maps, [np.array([[x0, y0, x1, y1]])], multi_contour=multi_contour)
