@@ -5,8 +5,8 @@
 * ``boxes_from_maps``: the CAM paper's box (Zhou et al. 2016, used by the infoCAM paper): keep
   min-max normalised values ``> threshold``, take the largest 8-connected component (most
   pixels; ties go to the component met first in raster order) and return its tight box
-  ``x1, y1, x2, y2`` in inclusive pixel coordinates. An empty mask (a constant map, or a
-  threshold >= 1) gives ``[0, 0, 0, 0]``, as wsolevaluation does.
+  ``x1, y1, x2, y2`` in inclusive pixel coordinates. An empty mask (a constant map) gives
+  ``[0, 0, 0, 0]``, as wsolevaluation does.
 * ``box_iou``: pairwise IoU with inclusive-pixel areas ``(x2 - x1 + 1) * (y2 - y1 + 1)``;
   disjoint boxes score 0 (the original infoCAM code scored them > 0).
 * ``LocalizationEvaluator``: GT-known Loc, Top-1 Loc, Top-1/Top-5 classification, counted over
@@ -14,8 +14,8 @@
 * ``MaxBoxAccEvaluator``: MaxBoxAccV2 of Choe et al. 2020 (clovaai/wsolevaluation), the same
   numbers as its ``BoxEvaluator`` (see the class docstring for the conventions it copies).
 
-Evaluators keep integer counters (``counts``, tensors) that ``merge`` adds and that can be
-``torch.distributed.all_reduce``-d as they are.
+Evaluators keep integer counters (``counts``, int64 tensors): ``merge(other)`` adds another
+evaluator's, ``all_reduce()`` sums them over the processes of a ``torch.distributed`` run.
 """
 
 from __future__ import annotations
@@ -468,7 +468,8 @@ class MaxBoxAccEvaluator:
     def update(self, maps: Any, gt_boxes: Any) -> None:
         """Add maps (N, H, W) at image size with values in [0, 1] and their boxes.
 
-        ``gt_boxes``: (N, 4), (N, G, 4) or a list of (G_i, 4) inclusive x1, y1, x2, y2.
+        ``gt_boxes``: (N, 4), (N, G, 4) or a list of (G_i, 4) inclusive x1, y1, x2, y2 integer
+        pixel coordinates (float coordinates are truncated, as wsolevaluation's resize_bbox).
         """
         m = _check_maps(maps)
         if m.numel() and (float(m.min()) < 0 or float(m.max()) > 1):
