@@ -262,6 +262,13 @@ def test_model_without_gap_linear_head_is_rejected_with_names():
     flat = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
     with pytest.raises(ValueError, match="no GAP"):
         CAMExtractor(flat)(torch.randn(1, 3, 8, 8))
+    # ConvNeXt-like: a norm after the pooling; the (N, K, 1, 1) tensors after GAP are no map
+    normed = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.GroupNorm(1, 4), nn.Flatten(),
+        nn.Linear(4, 2),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"averaging feature layer '0' \(output \(4, 6, 6\)\)"):
+        CAMExtractor(normed)(torch.randn(1, 3, 8, 8))
     no_linear = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(ValueError, match=r"no nn\.Linear"):
         CAMExtractor(no_linear)(torch.randn(1, 3, 8, 8))

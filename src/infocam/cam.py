@@ -47,7 +47,7 @@ __all__ = [
 METHODS = ("cam", "infocam", "infocam+")
 Method = Literal["cam", "infocam", "infocam+"]
 _PADDINGS = ("same", "full")
-_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)
+_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)  # global pooling layers
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -306,19 +306,26 @@ class CAMExtractor:
             self.classifier_ = linears[-1][0]
         if self.feature_layer_ is None:
             fc = dict(self.model.named_modules())[self.classifier_]
-            # 4-D outputs, except the global pooling itself ((N, K, 1, 1) out of a pool layer)
-            spatial = [
-                (n, o)
-                for n, m, o in order
-                if isinstance(o, torch.Tensor)
+            # Only maps computed before the global pooling count: after it come (N, K, 1, 1)
+            # tensors (the pooled vector, a LayerNorm of it, ...) that are no spatial map.
+            i_fc = max(i for i, (n, _, _) in enumerate(order) if n == self.classifier_)
+            pools = [
+                i
+                for i, (_, m, o) in enumerate(order[:i_fc])
+                if isinstance(m, _POOLS)
+                and isinstance(o, torch.Tensor)
                 and o.dim() == 4
-                and not (isinstance(m, _POOLS) and o.shape[2] * o.shape[3] == 1)
+                and o.shape[2] * o.shape[3] == 1
+            ]
+            end = pools[-1] if pools else i_fc
+            spatial = [
+                (n, o) for n, _, o in order[:end] if isinstance(o, torch.Tensor) and o.dim() == 4
             ]
             if not spatial:
                 raise ValueError(
                     f"could not find a spatial feature map: no module of "
-                    f"{type(self.model).__name__} outputs a (N, K, h, w) tensor; "
-                    "pass feature_layer="
+                    f"{type(self.model).__name__} outputs a (N, K, h, w) tensor before the "
+                    f"classifier {self.classifier_!r}; pass feature_layer="
                 )
             fitting = [(n, o) for n, o in spatial if o.shape[1] == fc.in_features]
             last = (fitting or spatial)[-1][1]
