@@ -255,7 +255,10 @@ class CAMExtractor:
 
     When ``feature_layer`` / ``classifier`` are not given they are found on the first call: the
     classifier is the last ``nn.Linear`` executed, the feature layer the outermost module that
-    produced the last 4-D output with more than one spatial cell before it. The pair is then
+    produced the last 4-D output before the global pooling (an adaptive pooling layer with a
+    1 x 1 output, when the model has one) with as many channels as the classifier has inputs.
+    In-place operations applied to that output before pooling (DenseNet's
+    ``F.relu(inplace=True)``) are seen by the maps, as they should be. The pair is then
     checked: averaging the features and applying the classifier must reproduce the logits,
     otherwise the model has no GAP + linear head and a ``ValueError`` names what was found.
     The found names are kept in ``feature_layer_`` and ``classifier_``.
