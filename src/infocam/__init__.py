@@ -4,6 +4,15 @@ Measure I(X; Y) with a classifier (with a standard error), train fair to rare cl
 PC-softmax, and localise objects from class labels alone with infoCAM.
 """
 
+from infocam.cam import CAMExtractor, class_activation_maps
+from infocam.localization import (
+    LocalizationEvaluator,
+    MaxBoxAccEvaluator,
+    box_iou,
+    boxes_from_maps,
+    normalize_maps,
+    upsample_maps,
+)
 from infocam.mi import MIEstimate, mutual_information, pointwise_mi
 from infocam.softmax import (
     PCSoftmaxCrossEntropy,
@@ -30,14 +39,22 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "CAMExtractor",
+    "LocalizationEvaluator",
     "MIEstimate",
+    "MaxBoxAccEvaluator",
     "PCSoftmaxCrossEntropy",
     "__version__",
+    "box_iou",
+    "boxes_from_maps",
+    "class_activation_maps",
     "class_prior",
     "log_pc_softmax",
     "mutual_information",
+    "normalize_maps",
     "pc_softmax",
     "pc_softmax_cross_entropy",
     "pointwise_mi",
     "predict",
+    "upsample_maps",
 ]

@@ -47,8 +47,67 @@ def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
+def _box_arg(text: str) -> list[int]:
+    try:
+        box = [int(v) for v in text.split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"expected x1,y1,x2,y2 (4 integers); got {text!r}")
+    return box
+
+
+def _add_localize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "localize",
+        help="heat maps and boxes (CAM, infoCAM, infoCAM+) for images",
+        description="Localise the predicted (or --target) class in each IMAGE: writes "
+        "<stem>_<method>.png (heat map, predicted box in green, --gt-box in red) and "
+        "<stem>_grid.png (CAM | infoCAM | infoCAM+) to --out.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--arch", required=True, help="model name, e.g. resnet50 (torchvision)")
+    p.add_argument("--weights", help="state-dict file, or a torchvision weights name")
+    p.add_argument("--num-classes", type=int, help="default: from the weights file")
+    p.add_argument("--method", default="infocam+", choices=["cam", "infocam", "infocam+"])
+    p.add_argument("--region", type=int, default=1, help="side r of the region R (default 1)")
+    p.add_argument("--threshold", type=float, default=0.2, help="box threshold (default 0.2)")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--target", type=int, help="class to localise (default: top-1)")
+    p.add_argument("--gt-box", type=_box_arg, help="x1,y1,x2,y2 in original image pixels")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_run_localize)
+
+
+def _run_localize(args: argparse.Namespace) -> int:
+    from infocam.cam import load_classifier
+    from infocam.viz import localize_images
+
+    model = load_classifier(args.arch, args.weights, args.num_classes)
+    results = localize_images(
+        args.images,
+        model,
+        args.out,
+        method=args.method,
+        region=args.region,
+        threshold=args.threshold,
+        image_size=args.image_size,
+        gt_box=args.gt_box,
+        target=args.target,
+        device=args.device,
+    )
+    for r in results:
+        iou = f"  IoU {r.iou[args.method]:.3f}" if r.iou else ""
+        print(
+            f"{r.path}: class {r.predicted_class} (p={r.score:.3f})  "
+            f"{args.method} box {r.boxes[args.method]}{iou}  -> {', '.join(map(str, r.files))}"
+        )
+    return 0
+
+
 # Top-level subcommands, in the order `infocam --help` lists them.
-COMMANDS: list[CommandAdder] = [_add_reproduce]
+COMMANDS: list[CommandAdder] = [_add_reproduce, _add_localize]
 # `infocam reproduce <table>` subcommands.
 REPRODUCTIONS: list[CommandAdder] = []
 

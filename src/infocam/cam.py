@@ -1,0 +1,501 @@
+r"""Class activation maps: CAM, infoCAM and infoCAM+ for any CNN with a GAP + linear head.
+
+For features ``g`` of shape (K, h, w) and head weights ``W`` (M, K), the map of class ``y`` is
+
+.. math:: M_y(a, b) = \sum_k c_k \, g_k(a, b)
+
+with the contrast vector ``c``:
+
+* ``"cam"``      (Zhou et al. 2016): ``c = W_y``;
+* ``"infocam"``  (the paper, Eq. 14): ``c = W_y - mean_{j != y} W_j``, the PMI of ``y`` minus the
+  average PMI of the other classes, decomposed point-wise;
+* ``"infocam+"`` (the paper, Eq. 15): ``c = W_y - W_z`` with ``z = argmin logits`` the least
+  likely class.
+
+The paper's region ``R`` sums the map over an ``r x r`` window around each cell:
+``region_filter(map, r)`` equals ``conv2d(map, ones(r, r), padding="same")`` (zero outside the
+map, same output size; for even ``r`` the window reaches one more cell right/down, as torch's
+``padding="same"`` does). ``region_padding="full"`` gives the original code's full convolution
+(output ``h + r - 1`` by ``w + r - 1``) for anyone comparing with it. ``r = 1`` is no filter.
+
+Everything is one ``einsum`` with no backward pass, runs under ``torch.inference_mode()`` on the
+features' device; float16/bfloat16 inputs are accumulated and returned in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from infocam._validation import as_tensor, check_floating, check_target
+
+__all__ = [
+    "METHODS",
+    "CAMExtractor",
+    "CAMResult",
+    "class_activation_maps",
+    "contrast_weights",
+    "region_filter",
+]
+
+METHODS = ("cam", "infocam", "infocam+")
+Method = Literal["cam", "infocam", "infocam+"]
+_PADDINGS = ("same", "full")
+_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)  # global pooling layers
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float16/bfloat16 accumulate in float32; float32/float64 stay as they are."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    return method
+
+
+def _check_region(region: Any, region_padding: str) -> int:
+    if isinstance(region, bool) or not isinstance(region, int) or region < 1:
+        raise ValueError(f"region must be an integer >= 1 (1 = no region filter); got {region!r}")
+    if region_padding not in _PADDINGS:
+        raise ValueError(f"region_padding must be one of {_PADDINGS}; got {region_padding!r}")
+    return region
+
+
+def contrast_weights(
+    fc_weight: torch.Tensor,
+    target: torch.Tensor | None,
+    method: Method = "cam",
+    logits: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Contrast vectors ``c`` (one per sample, or one per class when ``target`` is None).
+
+    Returns (N, K) for a target of shape (N,), or (N, M, K) for ``target=None`` with method
+    ``"infocam+"`` (its least likely class depends on the sample), else (M, K).
+    """
+    _check_method(method)
+    w = fc_weight
+    m = w.shape[0]
+    if method != "cam" and m < 2:
+        raise ValueError(f"fc_weight must have at least 2 classes for {method!r}; got M={m}")
+    if method == "cam":
+        return w if target is None else w[target]
+    if method == "infocam":
+        # W_y - mean_{j != y} W_j = (M W_y - sum_j W_j) / (M - 1)
+        total = w.sum(0)
+        all_c = (m * w - total) / (m - 1)
+        return all_c if target is None else all_c[target]
+    assert logits is not None
+    z = logits.argmin(1)
+    wz = w[z]  # (N, K)
+    if target is None:
+        return w.unsqueeze(0) - wz.unsqueeze(1)  # (N, M, K)
+    return w[target] - wz
+
+
+def region_filter(
+    maps: torch.Tensor, region: int, region_padding: Literal["same", "full"] = "same"
+) -> torch.Tensor:
+    """Sum each map over an ``region x region`` window (zero outside the map).
+
+    ``maps`` has shape (..., h, w). ``"same"`` keeps (h, w) and equals
+    ``conv2d(map, ones(r, r), padding="same")``; ``"full"`` returns (h + r - 1, w + r - 1).
+    """
+    _check_region(region, region_padding)
+    if region == 1:
+        return maps
+    lead, (h, w) = maps.shape[:-2], maps.shape[-2:]
+    x = maps.reshape(-1, 1, h, w)
+    if region_padding == "same":
+        lo, hi = (region - 1) // 2, region // 2
+    else:
+        lo = hi = region - 1
+    x = F.pad(x, (lo, hi, lo, hi))
+    kernel = torch.ones(1, 1, region, region, dtype=x.dtype, device=x.device)
+    out = F.conv2d(x, kernel)
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+def class_activation_maps(
+    features: torch.Tensor,
+    fc_weight: torch.Tensor,
+    target: Any,
+    method: Method = "cam",
+    region: int = 1,
+    logits: torch.Tensor | None = None,
+    *,
+    region_padding: Literal["same", "full"] = "same",
+) -> torch.Tensor:
+    """CAM / infoCAM / infoCAM+ maps of ``target`` for features (N, K, h, w).
+
+    Args:
+        features: (N, K, h, w) last spatial feature map (before global average pooling).
+        fc_weight: (M, K) weight of the final linear layer (its bias does not enter a map).
+        target: (N,) class index per sample, or ``"all"`` for every class's map.
+        method: ``"cam"``, ``"infocam"`` or ``"infocam+"`` (see the module docstring).
+        region: side ``r`` of the paper's region R (1 = none).
+        logits: (N, M) the model's logits, used by ``"infocam+"`` to find the least likely
+            class. When None it is ``mean_hw(features) @ fc_weight.T`` (bias ignored: pass the
+            real logits if the head has a bias that could change the argmin).
+        region_padding: ``"same"`` (default) or ``"full"`` (the original code's convolution).
+
+    Returns:
+        (N, h, w) maps, or (N, M, h, w) for ``target="all"`` (bigger with ``"full"`` padding),
+        on the features' device, float32 for half inputs.
+    """
+    method = _check_method(method)
+    _check_region(region, region_padding)
+    g = check_floating(as_tensor(features, "features"), "features")
+    if g.dim() != 4:
+        raise ValueError(f"features must have shape (N, K, h, w); got {tuple(g.shape)}")
+    w = check_floating(as_tensor(fc_weight, "fc_weight", device=g.device), "fc_weight")
+    if w.dim() != 2:
+        raise ValueError(f"fc_weight must have shape (M, K); got {tuple(w.shape)}")
+    n, k = g.shape[:2]
+    if w.shape[1] != k:
+        raise ValueError(
+            f"fc_weight must have K={k} columns to match features (N, K, h, w) = "
+            f"{tuple(g.shape)}; got fc_weight of shape {tuple(w.shape)}"
+        )
+    m = w.shape[0]
+    all_classes = isinstance(target, str)
+    if all_classes and target != "all":
+        raise ValueError(f"target must be class indices of shape (N,) or 'all'; got {target!r}")
+    t = None if all_classes else check_target(target, "target", n=n, num_classes=m, device=g.device)
+
+    dtype = _compute_dtype(torch.promote_types(g.dtype, w.dtype))
+    g = g.to(dtype)
+    w = w.to(dtype)
+    if method == "infocam+":
+        if logits is None:
+            logits = g.mean((2, 3)) @ w.T
+        else:
+            logits = check_floating(as_tensor(logits, "logits", device=g.device), "logits")
+            if logits.shape != (n, m):
+                raise ValueError(
+                    f"logits must have shape (N, M) = ({n}, {m}); got {tuple(logits.shape)}"
+                )
+    with torch.no_grad():
+        if t is not None:
+            maps = torch.einsum("nk,nkhw->nhw", contrast_weights(w, t, method, logits), g)
+        elif method == "infocam+":
+            # CAM_y - CAM_z for every y: no (N, M, K) tensor of contrast vectors
+            cams = torch.einsum("mk,nkhw->nmhw", w, g)
+            z = logits.argmin(1)
+            maps = cams - cams[torch.arange(n, device=g.device), z].unsqueeze(1)
+        else:
+            maps = torch.einsum("mk,nkhw->nmhw", contrast_weights(w, None, method), g)
+        return region_filter(maps, region, region_padding)
+
+
+# --------------------------------------------------------------------------- extractor
+
+
+@dataclass(frozen=True)
+class CAMResult:
+    """What ``CAMExtractor`` returns: logits (N, M), maps (N, h, w) or (N, M, h, w), target."""
+
+    logits: torch.Tensor
+    maps: torch.Tensor
+    target: torch.Tensor | None
+    features: torch.Tensor
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode; restore each one's own flag afterwards."""
+    modes = [(mod, mod.training) for mod in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for mod, mode in modes:
+            mod.training = mode
+
+
+@contextmanager
+def _hooks(handles: list[Any]) -> Iterator[list[Any]]:
+    """Remove every hook handle on exit, even when the forward pass raised."""
+    try:
+        yield handles
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _resolve(model: nn.Module, layer: nn.Module | str, arg: str) -> tuple[str, nn.Module]:
+    if isinstance(layer, str):
+        modules = dict(model.named_modules())
+        if layer not in modules:
+            raise ValueError(f"{arg} {layer!r} is not a submodule name of the model")
+        return layer, modules[layer]
+    if isinstance(layer, nn.Module):
+        for name, mod in model.named_modules():
+            if mod is layer:
+                return name, mod
+        raise ValueError(f"{arg} must be a submodule of the model; got a foreign {type(layer)}")
+    raise TypeError(f"{arg} must be a module name (str) or an nn.Module; got {type(layer)}")
+
+
+class CAMExtractor:
+    """Maps for a CNN whose head is global average pooling + one ``nn.Linear``.
+
+    ``extractor(images, target=None, method="cam", region=1)`` runs one forward pass with a
+    forward hook on the feature layer (hooks exist only for that call and are removed even if
+    the model raises), in eval mode (each module's train/eval flag is restored afterwards), and
+    returns a :class:`CAMResult` with ``.logits`` (N, M) and ``.maps`` at feature resolution.
+    ``target=None`` uses the top-1 prediction; ``target="all"`` gives every class's map.
+
+    When ``feature_layer`` / ``classifier`` are not given they are found on the first call: the
+    classifier is the last ``nn.Linear`` executed, the feature layer the outermost module that
+    produced the last 4-D output before the global pooling (an adaptive pooling layer with a
+    1 x 1 output, when the model has one) with as many channels as the classifier has inputs.
+    In-place operations applied to that output before pooling (DenseNet's
+    ``F.relu(inplace=True)``) are seen by the maps, as they should be. The pair is then
+    checked: averaging the features and applying the classifier must reproduce the logits,
+    otherwise the model has no GAP + linear head and a ``ValueError`` names what was found.
+    The found names are kept in ``feature_layer_`` and ``classifier_``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        feature_layer: nn.Module | str | None = None,
+        classifier: nn.Linear | str | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        self.model = model
+        self.feature_layer = feature_layer
+        self.classifier = classifier
+        self.feature_layer_: str | None = None
+        self.classifier_: str | None = None
+        if feature_layer is not None:
+            self.feature_layer_ = _resolve(model, feature_layer, "feature_layer")[0]
+        if classifier is not None:
+            name, mod = _resolve(model, classifier, "classifier")
+            if not isinstance(mod, nn.Linear):
+                raise TypeError(f"classifier {name!r} must be an nn.Linear; got {type(mod)}")
+            self.classifier_ = name
+
+    # -- detection -------------------------------------------------------------------------
+    def _detect(self, images: torch.Tensor) -> None:
+        order: list[tuple[str, nn.Module, Any]] = []
+
+        def record(name: str):
+            def hook(mod: nn.Module, inp: Any, out: Any) -> None:
+                order.append((name, mod, out))
+
+            return hook
+
+        modules = dict(self.model.named_modules())
+        handles = [m.register_forward_hook(record(n)) for n, m in modules.items() if n]
+        with _hooks(handles), _eval_mode(self.model), torch.no_grad():
+            logits = self.model(images)
+        if self.classifier_ is None:
+            linears = [(n, o) for n, m, o in order if isinstance(m, nn.Linear)]
+            if not linears:
+                raise ValueError(
+                    f"could not find the classifier: {type(self.model).__name__} runs no "
+                    "nn.Linear; pass classifier= (the final linear layer after global pooling)"
+                )
+            self.classifier_ = linears[-1][0]
+        if self.feature_layer_ is None:
+            fc = dict(self.model.named_modules())[self.classifier_]
+            # Only maps computed before the global pooling count: after it come (N, K, 1, 1)
+            # tensors (the pooled vector, a LayerNorm of it, ...) that are no spatial map.
+            i_fc = max(i for i, (n, _, _) in enumerate(order) if n == self.classifier_)
+            pools = [
+                i
+                for i, (_, m, o) in enumerate(order[:i_fc])
+                if isinstance(m, _POOLS)
+                and isinstance(o, torch.Tensor)
+                and o.dim() == 4
+                and o.shape[2] * o.shape[3] == 1
+            ]
+            end = pools[-1] if pools else i_fc
+            spatial = [
+                (n, o) for n, _, o in order[:end] if isinstance(o, torch.Tensor) and o.dim() == 4
+            ]
+            if not spatial:
+                raise ValueError(
+                    f"could not find a spatial feature map: no module of "
+                    f"{type(self.model).__name__} outputs a (N, K, h, w) tensor before the "
+                    f"classifier {self.classifier_!r}; pass feature_layer="
+                )
+            fitting = [(n, o) for n, o in spatial if o.shape[1] == fc.in_features]
+            last = (fitting or spatial)[-1][1]
+            # The outermost module that returned this very tensor fires its hook last.
+            self.feature_layer_ = [n for n, o in spatial if o is last][-1]
+        self._check_head(images, logits)
+
+    def _check_head(self, images: torch.Tensor, logits: Any) -> None:
+        feats, out = self._forward(images)
+        fc = dict(self.model.named_modules())[self.classifier_]
+        k = feats.shape[1]
+        what = (
+            f"feature layer {self.feature_layer_!r} (output {tuple(feats.shape[1:])}) and "
+            f"classifier {self.classifier_!r} (Linear {fc.in_features} -> {fc.out_features})"
+        )
+        if fc.in_features != k:
+            raise ValueError(
+                f"no GAP + linear head found: {what} do not fit ({k} channels vs "
+                f"in_features={fc.in_features}); pass feature_layer= and classifier="
+            )
+        with torch.no_grad():
+            pooled = F.linear(feats.float().mean((2, 3)), fc.weight.float(), _bias(fc))
+        scale = float(out.float().abs().max()) + 1e-6
+        if out.shape != pooled.shape or not torch.allclose(
+            pooled, out.float(), rtol=1e-3, atol=1e-3 * scale
+        ):
+            raise ValueError(
+                f"no GAP + linear head found: averaging {what} does not reproduce the model's "
+                "logits; CAMs need logits = Linear(mean_hw(features)). Pass feature_layer= and "
+                "classifier= if the model has such a head"
+            )
+
+    def _forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        store: dict[str, torch.Tensor] = {}
+        layer = dict(self.model.named_modules())[self.feature_layer_]
+
+        def hook(mod: nn.Module, inp: Any, out: Any) -> None:
+            store["features"] = out
+
+        with _hooks([layer.register_forward_hook(hook)]), _eval_mode(self.model):
+            with torch.no_grad():
+                out = self.model(images)
+        if not isinstance(out, torch.Tensor) or out.dim() != 2:
+            raise ValueError(
+                f"the model must return logits of shape (N, M); got "
+                f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}"
+            )
+        feats = store.get("features")
+        if not isinstance(feats, torch.Tensor) or feats.dim() != 4:
+            raise ValueError(
+                f"feature_layer {self.feature_layer_!r} must output (N, K, h, w); got "
+                f"{tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats)}"
+            )
+        return feats, out
+
+    # -- call ------------------------------------------------------------------------------
+    def __call__(
+        self,
+        images: torch.Tensor,
+        target: Any = None,
+        method: Method = "cam",
+        region: int = 1,
+        *,
+        region_padding: Literal["same", "full"] = "same",
+    ) -> CAMResult:
+        _check_method(method)
+        _check_region(region, region_padding)
+        x = check_floating(as_tensor(images, "images"), "images")
+        if x.dim() != 4:
+            raise ValueError(f"images must have shape (N, C, H, W); got {tuple(x.shape)}")
+        if self.feature_layer_ is None or self.classifier_ is None:
+            self._detect(x)
+        feats, logits = self._forward(x)
+        fc = dict(self.model.named_modules())[self.classifier_]
+        t = logits.argmax(1) if target is None else target
+        maps = class_activation_maps(
+            feats, fc.weight, t, method, region, logits, region_padding=region_padding
+        )
+        t_out = None if isinstance(t, str) else torch.as_tensor(t, device=logits.device)
+        return CAMResult(logits=logits, maps=maps, target=t_out, features=feats)
+
+    def __repr__(self) -> str:
+        return (
+            f"CAMExtractor(model={type(self.model).__name__}, "
+            f"feature_layer={self.feature_layer_!r}, classifier={self.classifier_!r})"
+        )
+
+
+def _bias(fc: nn.Linear) -> torch.Tensor | None:
+    return None if fc.bias is None else fc.bias.float()
+
+
+# --------------------------------------------------------------------------- models by name
+
+# Names of this package's own GAP backbones go here (name -> builder(num_classes=...)) as they
+# arrive; anything else is looked up in torchvision.models.get_model.
+ARCHITECTURES: dict[str, Any] = {}
+
+
+def load_classifier(
+    arch: str, weights: str | None = None, num_classes: int | None = None
+) -> nn.Module:
+    """A classification model by name, with weights from a file or a torchvision weights name.
+
+    ``arch``: a name in ``ARCHITECTURES`` or a torchvision classification model
+    (``torchvision.models.list_models(torchvision.models)``). ``weights``: a path to a state
+    dict (or a dict holding one under ``"state_dict"`` / ``"model"``), loaded with
+    ``torch.load(weights_only=True)``; or a torchvision weights name such as
+    ``"ResNet50_Weights.IMAGENET1K_V2"`` (downloaded by torchvision). ``num_classes`` defaults
+    to the rows of the checkpoint's last linear weight. The model is returned in eval mode.
+    """
+    import torchvision
+
+    from infocam.errors import CheckpointError
+
+    def build(n: int | None) -> nn.Module:
+        kw = {} if n is None else {"num_classes": n}
+        if arch in ARCHITECTURES:
+            return ARCHITECTURES[arch](**kw)
+        return torchvision.models.get_model(arch, weights=None, **kw)
+
+    known = sorted(ARCHITECTURES) + torchvision.models.list_models(torchvision.models)
+    if arch not in known:
+        raise ValueError(
+            f"arch must be a classification model name such as 'resnet50' or 'vgg16'; got "
+            f"{arch!r} (see torchvision.models.list_models(torchvision.models))"
+        )
+    if weights is None:
+        return build(num_classes).eval()
+    from pathlib import Path
+
+    path = Path(weights)
+    if not path.exists() and "_Weights." in weights:
+        w = torchvision.models.get_weight(weights)
+        try:
+            return torchvision.models.get_model(arch, weights=w).eval()
+        except OSError as exc:  # no network: URLError is an OSError
+            raise OSError(
+                f"cannot fetch torchvision weights {weights} ({exc}); download {w.url} "
+                "where there is network access and pass the file to weights="
+            ) from exc
+    if not path.is_file():
+        raise FileNotFoundError(2, "weights file not found", str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load weights {path}: {exc}") from exc
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"weights {path} must hold a state dict of tensors")
+    model = build(None)
+    if num_classes is None:
+        last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        key = f"{last[-1]}.weight" if last else None
+        if key in state:
+            num_classes = int(state[key].shape[0])
+    if num_classes is not None:
+        model = build(num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CheckpointError(
+            f"weights {path} do not fit {arch}: {' '.join(first[:3])[:300]}"
+        ) from exc
+    return model.eval()

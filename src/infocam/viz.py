@@ -1,0 +1,215 @@
+"""Overlays like the paper's Figures 2-3: heat map, predicted box (green), ground truth (red).
+
+* ``overlay(image, heatmap, pred_box=None, gt_box=None)`` -> (H, W, 3) uint8.
+* ``method_grid(panels, titles)`` -> a matplotlib figure, panels side by side.
+* ``localize_images(paths, model, ...)``: the ``infocam localize`` pipeline: read, predict,
+  maps of every method, boxes, one overlay PNG per image and a grid of methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from infocam.cam import METHODS, CAMExtractor
+from infocam.errors import CorruptImageError
+from infocam.localization import box_iou, boxes_from_maps, normalize_maps, upsample_maps
+
+__all__ = ["LocalizedImage", "localize_images", "method_grid", "overlay", "read_image"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PRED_COLOUR = (0, 200, 0)
+GT_COLOUR = (230, 0, 0)
+METHOD_TITLES = {"cam": "CAM", "infocam": "infoCAM", "infocam+": "infoCAM+"}
+
+
+def _to_uint8_image(image: Any) -> np.ndarray:
+    img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
+        img = img.transpose(1, 2, 0)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[-1] not in (1, 3):
+        raise ValueError(f"image must be (H, W, 3), (3, H, W) or (H, W); got {img.shape}")
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)
+    if img.dtype != np.uint8:
+        img = np.clip(np.asarray(img, dtype=np.float64) * 255.0, 0, 255).round().astype(np.uint8)
+    return np.ascontiguousarray(img)
+
+
+def _draw_box(img: np.ndarray, box: Sequence[int], colour: tuple[int, int, int]) -> None:
+    import cv2
+
+    x1, y1, x2, y2 = (int(v) for v in box)
+    thickness = max(1, round(min(img.shape[:2]) / 112))
+    cv2.rectangle(img, (x1, y1), (x2, y2), colour, thickness)
+
+
+def overlay(
+    image: Any,
+    heatmap: Any,
+    pred_box: Sequence[int] | None = None,
+    gt_box: Sequence[int] | None = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+) -> np.ndarray:
+    """Blend a heat map over an image and draw boxes (inclusive x1, y1, x2, y2).
+
+    ``image``: (H, W, 3) uint8 or float in [0, 1], or (3, H, W); ``heatmap``: (H, W), min-max
+    normalised here. Returns (H, W, 3) uint8.
+    """
+    import matplotlib
+
+    img = _to_uint8_image(image)
+    hm = torch.as_tensor(np.asarray(heatmap, dtype=np.float32))
+    if hm.dim() != 2 or tuple(hm.shape) != img.shape[:2]:
+        raise ValueError(
+            f"heatmap must be (H, W) = {img.shape[:2]} like the image; got {tuple(hm.shape)}"
+        )
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1]; got {alpha!r}")
+    norm = normalize_maps(hm[None])[0].numpy()
+    colours = matplotlib.colormaps[cmap](norm)[..., :3] * 255.0
+    out = ((1 - alpha) * img + alpha * colours).round().astype(np.uint8)
+    if gt_box is not None:
+        _draw_box(out, gt_box, GT_COLOUR)
+    if pred_box is not None:
+        _draw_box(out, pred_box, PRED_COLOUR)
+    return out
+
+
+def method_grid(panels: Sequence[np.ndarray], titles: Sequence[str], suptitle: str = "") -> Any:
+    """A matplotlib figure with the panels side by side, one title each."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if len(panels) != len(titles) or not panels:
+        raise ValueError(f"need one title per panel; got {len(panels)} panels, {len(titles)}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+    for ax, panel, title in zip(axes[0], panels, titles, strict=True):
+        ax.imshow(panel)
+        ax.set_title(title)
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def read_image(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """RGB image resized to ``size`` x ``size`` (uint8) and its original (width, height)."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(2, "image not found", str(p))
+    try:
+        with Image.open(p) as im:
+            original = im.size
+            rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise CorruptImageError(p, str(exc)) from exc
+    return np.array(rgb), original
+
+
+def _resize_box(box: Sequence[int], original: tuple[int, int], size: int) -> list[int]:
+    """wsolevaluation's resize_bbox: scale each coordinate and truncate."""
+    w, h = original
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [int(x1 * size / w), int(y1 * size / h), int(x2 * size / w), int(y2 * size / h)]
+
+
+@dataclass
+class LocalizedImage:
+    """What ``localize_images`` found for one image (boxes in resized-image pixels)."""
+
+    path: Path
+    predicted_class: int
+    score: float
+    boxes: dict[str, list[int]]
+    gt_box: list[int] | None
+    iou: dict[str, float] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+
+def localize_images(
+    paths: Sequence[str | Path],
+    model: torch.nn.Module,
+    out_dir: str | Path,
+    *,
+    method: str = "infocam+",
+    region: int = 1,
+    threshold: float = 0.2,
+    image_size: int = 224,
+    gt_box: Sequence[int] | None = None,
+    target: int | None = None,
+    device: str | torch.device = "cpu",
+) -> list[LocalizedImage]:
+    """Maps, boxes and overlays for image files; writes PNGs to ``out_dir``.
+
+    Per image: ``<stem>_<method>.png`` (heat map of ``method`` with its box, and ``gt_box`` in
+    red when given, in the original image's pixel coordinates) and ``<stem>_grid.png``
+    (CAM | infoCAM | infoCAM+). The class is ``target`` or the top-1 prediction.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if gt_box is not None and (len(gt_box) != 4 or gt_box[2] < gt_box[0] or gt_box[3] < gt_box[1]):
+        raise ValueError(f"gt_box must be x1,y1,x2,y2 with x2 >= x1, y2 >= y1; got {gt_box}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.to(device)
+    extractor = CAMExtractor(model)
+    mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+    results = []
+    for path in paths:
+        rgb, original = read_image(path, image_size)
+        x = torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div(255)
+        x = ((x - mean) / std)[None]
+        maps, boxes = {}, {}
+        res = None
+        for m in METHODS:
+            res = extractor(x, target=None if target is None else [target], method=m, region=region)
+            maps[m] = normalize_maps(upsample_maps(res.maps, image_size))
+            boxes[m] = boxes_from_maps(maps[m], threshold)[0].tolist()
+        assert res is not None and res.target is not None
+        probs = res.logits.float().softmax(1)[0]
+        cls = int(res.target[0])
+        gt = None if gt_box is None else _resize_box(gt_box, original, image_size)
+        item = LocalizedImage(Path(path), cls, float(probs[cls]), boxes, gt)
+        if gt is not None:
+            for m in METHODS:
+                iou = box_iou(torch.tensor([boxes[m]]), torch.tensor([gt]))
+                item.iou[m] = float(iou[0, 0])
+        panels = [overlay(rgb, maps[m][0].cpu(), boxes[m], gt) for m in METHODS]
+        stem = Path(path).stem
+        single = out / f"{stem}_{method.replace('+', 'plus')}.png"
+        _save_png(panels[METHODS.index(method)], single)
+        grid = out / f"{stem}_grid.png"
+        titles = [
+            METHOD_TITLES[m] + (f"  IoU {item.iou[m]:.2f}" if m in item.iou else "")
+            for m in METHODS
+        ]
+        fig = method_grid(panels, titles, f"{stem}: class {cls} (p = {item.score:.3f})")
+        fig.savefig(grid, dpi=100)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        item.files = [single, grid]
+        results.append(item)
+    return results
+
+
+def _save_png(img: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(img).save(path)

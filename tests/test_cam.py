@@ -1,0 +1,292 @@
+"""CAM / infoCAM / infoCAM+ maps against a float64 reference, and CAMExtractor on real models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+import infocam
+from infocam.cam import CAMExtractor, class_activation_maps, region_filter
+
+
+def _data(n=3, k=5, m=4, h=6, w=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n, k, h, w, generator=g, dtype=torch.float64)
+    weight = torch.randn(m, k, generator=g, dtype=torch.float64)
+    target = torch.randint(0, m, (n,), generator=g)
+    return feats, weight, target
+
+
+def _reference(feats, weight, target, method, region, logits=None, padding="same"):
+    """Independent float64 loop: contrast vector per sample, then a scipy box sum."""
+    from scipy.signal import convolve2d
+
+    f = feats.numpy().astype(np.float64)
+    w = weight.numpy().astype(np.float64)
+    m = w.shape[0]
+    if logits is None:
+        logits = f.mean((2, 3)) @ w.T
+    out = []
+    for i, y in enumerate(target.tolist()):
+        if method == "cam":
+            c = w[y]
+        elif method == "infocam":
+            c = w[y] - np.mean([w[j] for j in range(m) if j != y], axis=0)
+        else:
+            c = w[y] - w[int(np.argmin(np.asarray(logits)[i]))]
+        cam = np.tensordot(c, f[i], axes=(0, 0))
+        if region > 1:
+            full = convolve2d(cam, np.ones((region, region)), mode="full")
+            if padding == "same":
+                lo = (region - 1) // 2  # torch 'same': the extra cell goes right/down
+                hi = region - 1 - lo
+                full = full[hi : hi + cam.shape[0], hi : hi + cam.shape[1]]
+                del lo
+            cam = full
+        out.append(cam)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("method", ["cam", "infocam", "infocam+"])
+@pytest.mark.parametrize("region", [1, 2, 3, 4, 5])
+def test_maps_match_float64_reference(method, region):
+    feats, weight, target = _data()
+    got = class_activation_maps(feats, weight, target, method, region)
+    ref = _reference(feats, weight, target, method, region)
+    assert got.shape == (3, 6, 7)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("region", [2, 3, 4])
+def test_same_padding_equals_torch_conv_same(region):
+    maps = torch.randn(2, 5, 6, dtype=torch.float64)
+    kernel = torch.ones(1, 1, region, region, dtype=torch.float64)
+    ref = F.conv2d(maps.unsqueeze(1), kernel, padding="same").squeeze(1)
+    torch.testing.assert_close(region_filter(maps, region), ref)
+
+
+@pytest.mark.parametrize("method", ["cam", "infocam", "infocam+"])
+def test_full_padding_reproduces_full_convolution(method):
+    feats, weight, target = _data()
+    got = class_activation_maps(feats, weight, target, method, 3, region_padding="full")
+    ref = _reference(feats, weight, target, method, 3, padding="full")
+    assert got.shape == (3, 8, 9)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-10)
+
+
+def test_infocam_is_cam_minus_mean_of_other_cams():
+    feats, weight, target = _data(m=6)
+    cams = class_activation_maps(feats, weight, "all", "cam")  # (N, M, h, w)
+    info = class_activation_maps(feats, weight, target, "infocam")
+    for i, y in enumerate(target.tolist()):
+        others = torch.cat([cams[i, :y], cams[i, y + 1 :]])
+        torch.testing.assert_close(info[i], cams[i, y] - others.mean(0))
+
+
+def test_infocam_plus_uses_least_likely_class_of_given_logits():
+    feats, weight, target = _data()
+    logits = torch.randn(3, 4, dtype=torch.float64)
+    got = class_activation_maps(feats, weight, target, "infocam+", logits=logits)
+    ref = _reference(feats, weight, target, "infocam+", 1, logits=logits.numpy())
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-10)
+    # a different argmin gives a different map: the logits are really used
+    other = class_activation_maps(feats, weight, target, "infocam+", logits=-logits)
+    assert not torch.allclose(got, other)
+
+
+@pytest.mark.parametrize("method", ["cam", "infocam", "infocam+"])
+def test_all_classes_equal_per_class_calls(method):
+    feats, weight, _ = _data()
+    all_maps = class_activation_maps(feats, weight, "all", method, region=3)
+    assert all_maps.shape == (3, 4, 6, 7)
+    for y in range(4):
+        t = torch.full((3,), y)
+        torch.testing.assert_close(
+            all_maps[:, y], class_activation_maps(feats, weight, t, method, region=3)
+        )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_accepted_under_inference_mode(dtype):
+    feats, weight, target = _data()
+    with torch.inference_mode():
+        got = class_activation_maps(feats.to(dtype), weight.to(dtype), target, "infocam", 2)
+    assert got.dtype == torch.float32
+    ref = class_activation_maps(
+        feats.to(dtype).double(), weight.to(dtype).double(), target, "infocam", 2
+    )
+    torch.testing.assert_close(got.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_numpy_inputs_and_no_autograd_graph():
+    feats, weight, target = _data()
+    feats.requires_grad_(True)
+    out = class_activation_maps(feats, weight, target)
+    assert not out.requires_grad
+    got = class_activation_maps(feats.detach().numpy(), weight.numpy(), target.numpy())
+    torch.testing.assert_close(got, out)
+
+
+def test_bad_inputs_raise_clear_errors():
+    feats, weight, target = _data()
+    with pytest.raises(ValueError, match="features must have shape"):
+        class_activation_maps(feats[0], weight, target)
+    with pytest.raises(ValueError, match="K=5"):
+        class_activation_maps(feats, weight[:, :3], target)
+    with pytest.raises(ValueError, match=r"target must have shape \(3,\)"):
+        class_activation_maps(feats, weight, target[:2])
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\]"):
+        class_activation_maps(feats, weight, torch.tensor([0, 1, 4]))
+    with pytest.raises(ValueError, match="method must be one of"):
+        class_activation_maps(feats, weight, target, "gradcam")
+    with pytest.raises(ValueError, match="region must be an integer >= 1"):
+        class_activation_maps(feats, weight, target, region=0)
+    with pytest.raises(ValueError, match="region_padding"):
+        class_activation_maps(feats, weight, target, region=3, region_padding="valid")
+    with pytest.raises(ValueError, match="logits must have shape"):
+        class_activation_maps(feats, weight, target, "infocam+", logits=torch.zeros(3, 5))
+    with pytest.raises(TypeError, match="features must be a floating-point"):
+        class_activation_maps(feats.long(), weight, target)
+    with pytest.raises(ValueError, match="target must be class indices"):
+        class_activation_maps(feats, weight, "everything")
+
+
+# ----------------------------------------------------------------------------- extractor
+
+
+class TinyGapNet(nn.Module):
+    """conv -> relu -> conv -> GAP (functional) -> Linear."""
+
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 6, 3)
+        )
+        self.head = nn.Linear(6, num_classes)
+        self.fail = False
+
+    def forward(self, x):
+        f = self.body(x)
+        if self.fail:
+            raise RuntimeError("boom")
+        return self.head(f.mean((2, 3)))
+
+
+def _vgg_gap(num_classes=5):
+    features = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+    )
+    return nn.Sequential(
+        features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes)
+    )
+
+
+def _manual_maps(feats, fc, target, method, region, logits):
+    return class_activation_maps(feats, fc.weight, target, method, region, logits)
+
+
+@pytest.mark.parametrize(
+    ("build", "layer", "fc", "size"),
+    [
+        (lambda: torchvision.models.resnet18(weights=None, num_classes=7), "layer4", "fc", 64),
+        (_vgg_gap, "0", "3", 16),
+        (TinyGapNet, "body", "head", 10),
+    ],
+)
+@pytest.mark.parametrize("method", ["cam", "infocam+"])
+def test_extractor_finds_layers_and_matches_manual_maps(build, layer, fc, size, method):
+    torch.manual_seed(0)
+    model = build()
+    x = torch.randn(2, 3, size, size)
+    ext = CAMExtractor(model)
+    res = ext(x, method=method, region=2)
+    assert (ext.feature_layer_, ext.classifier_) == (layer, fc)
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        model.eval()
+        logits = model(x)
+    torch.testing.assert_close(res.logits, logits)
+    torch.testing.assert_close(res.target, logits.argmax(1))
+    feats = res.features
+    ref = _manual_maps(feats, modules[fc], logits.argmax(1), method, 2, logits)
+    torch.testing.assert_close(res.maps, ref)
+    assert res.maps.shape == (2, *feats.shape[2:])
+
+
+def test_extractor_explicit_target_and_all_classes():
+    torch.manual_seed(0)
+    model = TinyGapNet()
+    ext = CAMExtractor(model, feature_layer=model.body, classifier="head")
+    x = torch.randn(2, 3, 10, 10)
+    one = ext(x, target=torch.tensor([2, 0]), method="infocam")
+    every = ext(x, target="all", method="infocam")
+    assert every.maps.shape == (2, 3, 8, 8)
+    torch.testing.assert_close(every.maps[0, 2], one.maps[0])
+    torch.testing.assert_close(every.maps[1, 0], one.maps[1])
+
+
+def test_hooks_removed_and_mode_restored_after_exception():
+    model = TinyGapNet()
+    model.train()
+    model.body[1].eval()  # a mixed state must come back exactly
+    ext = CAMExtractor(model, feature_layer="body", classifier="head")
+    model.fail = True
+    with pytest.raises(RuntimeError, match="boom"):
+        ext(torch.randn(1, 3, 10, 10))
+    assert all(not m._forward_hooks for m in model.modules())
+    assert model.training and model.body[0].training and not model.body[1].training
+
+
+def test_hooks_removed_after_success_and_auto_detection():
+    model = torchvision.models.resnet18(weights=None, num_classes=4)
+    model.train()
+    ext = CAMExtractor(model)
+    ext(torch.randn(1, 3, 32, 32))
+    assert all(not m._forward_hooks for m in model.modules())
+    assert model.training and all(m.training for m in model.modules())
+
+
+def test_model_without_gap_linear_head_is_rejected_with_names():
+    model = torchvision.models.vgg11(weights=None, num_classes=4)  # 3-layer MLP head
+    with pytest.raises(ValueError, match=r"no GAP \+ linear head.*'avgpool'.*'classifier\.6'"):
+        CAMExtractor(model)(torch.randn(1, 3, 32, 32))
+    flat = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    with pytest.raises(ValueError, match="no GAP"):
+        CAMExtractor(flat)(torch.randn(1, 3, 8, 8))
+    # ConvNeXt-like: a norm after the pooling; the (N, K, 1, 1) tensors after GAP are no map
+    normed = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.GroupNorm(1, 4), nn.Flatten(),
+        nn.Linear(4, 2),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"averaging feature layer '0' \(output \(4, 6, 6\)\)"):
+        CAMExtractor(normed)(torch.randn(1, 3, 8, 8))
+    no_linear = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(ValueError, match=r"no nn\.Linear"):
+        CAMExtractor(no_linear)(torch.randn(1, 3, 8, 8))
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_extractor_argument_errors():
+    model = TinyGapNet()
+    with pytest.raises(TypeError, match="model must be"):
+        CAMExtractor("resnet")
+    with pytest.raises(ValueError, match="'nope' is not a submodule"):
+        CAMExtractor(model, feature_layer="nope")
+    with pytest.raises(TypeError, match=r"must be an nn\.Linear"):
+        CAMExtractor(model, classifier="body")
+    with pytest.raises(ValueError, match="images must have shape"):
+        CAMExtractor(model)(torch.randn(3, 10, 10))
+
+
+def test_public_names():
+    for name in ("class_activation_maps", "CAMExtractor"):
+        assert hasattr(infocam, name)
