@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -103,8 +104,19 @@ def setup_distributed(device: str | torch.device | None = None) -> DistContext:
 
 
 def _destroy() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    # Tear down together: a process that destroys its group while a peer is still in a
+    # collective (e.g. rank 0 writing results) makes gloo abort the peer ("terminate called
+    # without an active exception"). A crashed peer is killed by torchrun, so the wait is short.
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=120))
+        else:
+            dist.barrier()
+    except Exception:  # best effort at exit; the group is destroyed either way
+        pass
+    dist.destroy_process_group()
 
 
 def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
