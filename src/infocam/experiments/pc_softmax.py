@@ -48,6 +48,7 @@ from infocam.training import (
     atomic_write,
     evaluate,
     fit,
+    load_checkpoint,
     save_checkpoint,
     seed_everything,
 )
@@ -83,8 +84,8 @@ PREDICTION_RULES = {
     "logit-adjusted": "softmax model, predict(logits, train_prior=p) = argmax_y (n_y - log p_y)",
 }
 SELECTION_RULE = (
-    "best epoch by validation balanced accuracy (each model's own argmax rule); the "
-    "validation data is carved from the training data; the test data is used once, at the end"
+    "best epoch by validation balanced accuracy (each model's own argmax rule); the test "
+    "data is used once, at the end"
 )
 
 # Table 3 of the paper (percent): (softmax, PC-softmax); a star marks p < 0.05 (Mann-Whitney).
@@ -265,10 +266,7 @@ def summarize(runs: Sequence[dict[str, Any]]) -> tuple[dict, dict]:
 # ----------------------------------------------------------------------------- running
 
 
-def _device_of(config: TrainConfig) -> str:
-    if config.device:
-        return config.device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+OUTPUTS = "test_outputs.pt"
 
 
 def _train_one(
@@ -277,10 +275,20 @@ def _train_one(
     make_model: Callable[[], nn.Module],
     wrap_loss: Callable[[Callable], Callable],
     config: TrainConfig,
-    run_dir: Path | None,
+    run_dir: Path,
     collate_fn: Callable | None,
+    keep_checkpoints: bool,
 ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
-    """Train ``method`` on ``setting``; return its record and the test logits/targets."""
+    """Train ``method`` on ``setting``; return its record and the test logits/targets.
+
+    The outputs are saved to ``run_dir/test_outputs.pt``; with ``config.resume`` a training
+    whose outputs exist is not run again. The checkpoints of a finished training are removed
+    unless ``keep_checkpoints``.
+    """
+    done = run_dir / OUTPUTS
+    if config.resume and done.is_file():
+        saved = load_checkpoint(done)
+        return dict(saved["record"]), saved["logits"], saved["targets"]
     seed_everything(setting.seed)  # same initial weights for every method of a seed
     model = make_model()
     cfg = dataclasses.replace(
@@ -313,7 +321,15 @@ def _train_one(
         "epochs": len(result.history),
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    return record, test.logits.float().cpu(), test.targets.cpu()
+    logits, targets = test.logits.float().cpu(), test.targets.cpu()
+    save_checkpoint(
+        {"logits": logits, "targets": targets, "train_prior": setting.prior, "record": record},
+        done,
+    )
+    if not keep_checkpoints:
+        for name in ("last.pt", "best.pt"):
+            (run_dir / name).unlink(missing_ok=True)
+    return record, logits, targets
 
 
 def run_table3(
@@ -327,14 +343,19 @@ def run_table3(
     wrap_loss: Callable[[Callable], Callable] = lambda loss: loss,
     collate_fn: Callable | None = None,
     info: dict[str, Any] | None = None,
+    validation: str = "",
+    keep_checkpoints: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Train and test every method on every setting of every seed; write the results.
 
     ``settings(seed)`` yields that seed's :class:`Setting`\\ s. ``wrap_loss(loss)`` turns a
     loss on logits into the loss on the model's output (e.g. Inception's auxiliary head).
-    Each training runs in ``out/runs/<setting>-<method>-seed<s>/`` (checkpoints, log, test
-    logits), so ``config.resume=True`` continues an interrupted reproduction.
+    Each training runs in ``out/runs/<setting>-<method>-seed<s>/`` (log, test logits in
+    ``test_outputs.pt``; checkpoints while it runs, kept with ``keep_checkpoints``), so
+    ``config.resume=True`` continues an interrupted reproduction: finished trainings are
+    read back, an interrupted one resumes from its ``last.pt``. ``validation`` says where
+    the validation data comes from (for the report).
     Returns the ``results.json`` content.
     """
     out = Path(out)
@@ -363,16 +384,19 @@ def run_table3(
                     run_dir = out / "runs" / f"{setting.name}-{method}-seed{seed}"
                     bar.set_description(f"{setting.name} {method} seed {seed}")
                     record, logits, targets = _train_one(
-                        setting, method, make_model, wrap_loss, config, run_dir, collate_fn
+                        setting,
+                        method,
+                        make_model,
+                        wrap_loss,
+                        config,
+                        run_dir,
+                        collate_fn,
+                        keep_checkpoints,
                     )
                     evaluated = [(method, predict(logits))]
                     if method == "softmax":
                         adjusted = predict(logits, train_prior=setting.prior)
                         evaluated.append(("logit-adjusted", adjusted))
-                    save_checkpoint(
-                        {"logits": logits, "targets": targets, "train_prior": setting.prior},
-                        run_dir / "test_outputs.pt",
-                    )
                     for name, pred in evaluated:
                         acc = accuracy_report(
                             pred, targets, setting.num_classes, setting.rare_classes
@@ -398,7 +422,7 @@ def run_table3(
         "seeds": seeds,
         "prior_rule": PRIOR_RULE,
         "prediction_rules": PREDICTION_RULES,
-        "selection": SELECTION_RULE,
+        "selection": SELECTION_RULE + (f"; validation data: {validation}" if validation else ""),
         "statistics": "mean and sample std (ddof=1) over seeds; two-sided Mann-Whitney U "
         "(scipy.stats.mannwhitneyu) of each method against softmax",
         "config": config.to_dict(),
@@ -572,6 +596,7 @@ def reproduce(
     image_size: int = 299,
     val_fraction: float = 0.1,
     verify: bool = True,
+    keep_checkpoints: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """``infocam reproduce pc-softmax``: Table 3 on ``dataset`` ("mnist" or "cub")."""
@@ -585,6 +610,7 @@ def reproduce(
             data_root=data_root,
             val_fraction=val_fraction,
             verify=verify,
+            keep_checkpoints=keep_checkpoints,
             quiet=quiet,
         )
     if dataset == "cub":
@@ -599,6 +625,7 @@ def reproduce(
             config,
             weights=weights,
             image_size=image_size,
+            keep_checkpoints=keep_checkpoints,
             quiet=quiet,
         )
     raise ValueError(f"dataset must be 'mnist' or 'cub'; got {dataset!r}")

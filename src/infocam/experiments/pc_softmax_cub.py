@@ -88,6 +88,7 @@ def run(
     *,
     weights: WeightsLike = "IMAGENET1K_V1",
     image_size: int = 299,
+    keep_checkpoints: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run Table 3 on CUB-200-2011; write ``results.json``, ``table.md`` and the figure.
@@ -122,5 +123,7 @@ def run(
             "image_size": image_size,
             "test": "CUB-200-2011 'test': half of the official test set (split_seed=0)",
         },
+        validation="CUB-200-2011 'val', the other half of the official test set",
+        keep_checkpoints=keep_checkpoints,
         quiet=quiet,
     )
