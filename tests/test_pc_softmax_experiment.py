@@ -134,7 +134,9 @@ def test_fit_trains_a_model_with_auxiliary_outputs():
         seen.append(type(outputs).__name__)
         return inception_loss(outputs, target, F.cross_entropy)
 
-    res = fit(TwoHeads(), loss, (x, y), (x, y), TrainConfig(epochs=3, lr=0.05, quiet=True))
+    torch.manual_seed(0)
+    config = TrainConfig(epochs=10, batch_size=32, lr=0.05, quiet=True)
+    res = fit(TwoHeads(), loss, (x, y), (x, y), config)
     assert "InceptionOutputs" in seen and "Tensor" in seen  # training and validation
     assert res.history[-1]["train_accuracy"] > 0.9
     assert res.best_metric > 0.9
