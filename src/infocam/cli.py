@@ -58,7 +58,7 @@ def _add_pc_softmax(sub: argparse._SubParsersAction) -> None:
         "cross-entropy and post-hoc logit adjustment on a balanced and an imbalanced training "
         "set for several seeds; select on validation data, report test micro and per-class "
         "accuracy (mean ± std, Mann-Whitney U p-values) beside the paper's Table 3. "
-        "Defaults: mnist: mnist_cnn, Adam lr 1e-3, batch 64, 5 epochs, 1 thread; "
+        "Defaults: mnist: mnist_cnn, Adam lr 1e-3, batch 64, 4 epochs, 1 thread; "
         "cub: Inception-V3, SGD lr 0.01 (x0.1 every 10 epochs), batch 64, 30 epochs.",
     )
     p.add_argument("--dataset", choices=("mnist", "cub"), default="mnist")

@@ -536,8 +536,9 @@ def plot_per_class(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colors = dict(zip(METHODS, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=True))
     settings = [s for s in SETTINGS if s in results["summary"]]
-    fig, axes = plt.subplots(len(settings), 1, figsize=(10, 3.4 * len(settings)), squeeze=False)
+    fig, axes = plt.subplots(len(settings), 1, figsize=(11, 3.4 * len(settings)), squeeze=False)
     for ax, setting in zip(axes[:, 0], settings, strict=True):
         methods = [m for m in METHODS if m in results["summary"][setting]]
         m = len(results["summary"][setting][methods[0]]["per_class"]["mean"])
@@ -546,19 +547,16 @@ def plot_per_class(results: dict[str, Any], path: Path) -> None:
         lo = 100.0
         for i, method in enumerate(methods):
             pc = results["summary"][setting][method]["per_class"]
-            mean, std = np.asarray(pc["mean"]), np.asarray(pc["std"])
-            lo = min(lo, float(np.nanmin(mean - np.nan_to_num(std))))
+            mean = np.asarray(pc["mean"], dtype=float)
+            std = np.nan_to_num(np.asarray(pc["std"], dtype=float))
+            lo = min(lo, float(np.nanmin(mean - std)))
             if m <= 20:
+                offset = (i - (len(methods) - 1) / 2) * width
                 ax.bar(
-                    x + (i - (len(methods) - 1) / 2) * width,
-                    mean,
-                    width,
-                    yerr=std,
-                    label=method,
-                    capsize=2,
+                    x + offset, mean, width, yerr=std, label=method, capsize=2, color=colors[method]
                 )
             else:
-                ax.plot(x, mean, ".", ms=3, label=method)
+                ax.plot(x, mean, ".", ms=3, label=method, color=colors[method])
         rare = {
             c
             for d in results["data"]["settings"].get(setting, {}).values()
@@ -568,11 +566,14 @@ def plot_per_class(results: dict[str, Any], path: Path) -> None:
             ax.set_xticks(x, [f"{c}{'*' if c in rare else ''}" for c in x])
         ax.set_ylim(max(0.0, lo - 1.0), 100.0)
         ax.set_ylabel("test accuracy (%)")
-        title = f"{results['dataset']}, {setting} training set"
+        title = (
+            f"{results['dataset']}, {setting} training set: mean ± std over "
+            f"{len(results['seeds'])} seed(s)"
+        )
         if rare and m <= 20:
             title += " (* = class subsampled)"
         ax.set_title(title)
-        ax.legend(fontsize=8, ncol=len(methods), loc="lower right")
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     axes[-1, 0].set_xlabel("class")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
