@@ -42,6 +42,11 @@ def test_mnist_end_to_end(tmp_path, capsys):
     assert results["config"]["epochs"] == 1 and results["config"]["optimizer"] == "adam"
     assert (out / "table.md").read_text().strip() in captured.out
     assert (out / "per_class_accuracy.png").stat().st_size > 1000
+    # --resume reads the finished trainings back: same rows, no retraining
+    assert main([*args, "--resume"]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["runs"] == results["runs"]
+    assert again["training_seconds"] == results["training_seconds"]
 
 
 def test_mnist_progress_without_quiet(tmp_path, capsys):

@@ -116,10 +116,9 @@ def _run_pc_softmax(args: argparse.Namespace) -> int:
         if threads < 1:
             raise ValueError(f"--threads must be >= 1; got {threads}")
         torch.set_num_threads(threads)
-    config = config_from_args(
-        args, **{k: v for k, v in DEFAULTS.items() if getattr(args, k, None) is None}
-    )
     out = args.out if args.out is not None else Path("results") / f"pc-softmax-{args.dataset}"
+    defaults = {k: v for k, v in DEFAULTS.items() if getattr(args, k, None) is None}
+    config = config_from_args(args, **defaults, out=out)
     results = pc_softmax.reproduce(
         args.dataset,
         config=config,
