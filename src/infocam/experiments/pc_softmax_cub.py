@@ -10,10 +10,12 @@ For each seed ``s``:
 Model selection on ``val``, report on ``test``: the paper's two seeded halves of the official
 test set (``split_seed=0``, the same for every seed).
 
-Hyper-parameters follow the fine-tuning recipe of Cui et al. (CVPR 2018), whom the paper
-follows for CUB: momentum SGD (0.9), learning rate 0.01 divided by 10 every 10 epochs,
-30 epochs, batch 64, 299 px crops (random crop of a 342 px resize and horizontal flip for
-training, centre crop for evaluation), weight decay 4e-5 (Inception's usual value). The
+Hyper-parameters: the paper follows Cui et al. (CVPR 2018) for CUB and gives no numbers; we
+take those of the fine-tuning script published with their code (read from public copies of
+it): momentum SGD (0.9), learning rate 0.01 divided by 10 every 10 epochs, 30 epochs,
+batch 64, 299 px crops; plus weight decay 4e-5 (Inception's usual value) and the usual
+augmentation (random crop of a 342 px resize and horizontal flip for training, centre crop
+for evaluation). The
 whole network is fine-tuned in one stage. The auxiliary classifier adds 0.4 x its loss
 (:func:`infocam.models.inception_loss`); it needs 299 px inputs, so smaller ``image_size``
 (down to Inception's minimum of 75 px, for quick tests) trains without it.
