@@ -132,6 +132,8 @@ def _run_pc_softmax(args: argparse.Namespace) -> int:
         keep_checkpoints=args.keep_checkpoints,
         quiet=args.quiet,
     )
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun, rank 0 reports
     print(pc_softmax.render_table(results))
     print(f"wrote {out / 'results.json'}, {out / 'table.md'}, {out / 'per_class_accuracy.png'}")
     return 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -269,6 +270,11 @@ def summarize(runs: Sequence[dict[str, Any]]) -> tuple[dict, dict]:
 OUTPUTS = "test_outputs.pt"
 
 
+def _is_main() -> bool:
+    """Rank 0 under ``torchrun`` (or no ``torchrun``): the process that prints and writes."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _train_one(
     setting: Setting,
     method: str,
@@ -322,6 +328,8 @@ def _train_one(
         "seconds": round(time.perf_counter() - t0, 2),
     }
     logits, targets = test.logits.float().cpu(), test.targets.cpu()
+    if not _is_main():  # under torchrun every process has all test logits; rank 0 writes
+        return record, logits, targets
     save_checkpoint(
         {"logits": logits, "targets": targets, "train_prior": setting.prior, "record": record},
         done,
@@ -363,7 +371,7 @@ def run_table3(
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds must name at least one seed")
-    config = dataclasses.replace(config, quiet=quiet or config.quiet)
+    config = dataclasses.replace(config, quiet=quiet or config.quiet or not _is_main())
     # Balanced settings train 2 models (weighted-ce would be softmax), imbalanced ones 3.
     total = len(seeds) * 5
     bar = tqdm(total=total, desc="trainings", unit="run", disable=config.quiet, file=sys.stderr)
@@ -435,6 +443,8 @@ def run_table3(
         "runs": runs,
     }
     results = clean_json(results)
+    if not _is_main():
+        return results
     write_json(results, out / "results.json")
     table = render_table(results)
     atomic_write(out / "table.md", lambda f: f.write(table.encode()))
