@@ -187,6 +187,21 @@ def _oom_guard(per_process: int, global_batch: int, device: torch.device, phase:
         ) from exc
 
 
+def _main_logits(outputs: Any) -> torch.Tensor:
+    """The logits of a model output: the tensor itself, or ``outputs.logits`` for outputs such
+    as torchvision's ``InceptionOutputs(logits, aux_logits)`` in train mode (the loss sees the
+    whole output; metrics use the main logits)."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    logits = getattr(outputs, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    raise TypeError(
+        "the model must return logits (a tensor) or an output with a .logits tensor; "
+        f"got {type(outputs).__name__}"
+    )
+
+
 def _to_device(x: Any, device: torch.device, channels_last: bool) -> Any:
     if isinstance(x, torch.Tensor):
         x = x.to(device, non_blocking=True)
@@ -298,9 +313,9 @@ def _run_eval(
                 x = _to_device(x, ctx.device, channels_last)
                 y = y.to(ctx.device, non_blocking=True)
                 with torch.autocast(ctx.device.type, dtype=dtype, enabled=dtype is not None):
-                    logits = model(x)
-                    loss = loss_fn(logits, y) if loss_fn is not None else None
-                logits = logits.float()
+                    outputs = model(x)
+                    loss = loss_fn(outputs, y) if loss_fn is not None else None
+                logits = _main_logits(outputs).float()
                 if loss is None:
                     loss = torch.full((), math.nan, device=ctx.device)
                 sums.update(loss, logits, y)
@@ -649,8 +664,9 @@ class _Run:
         y = y.to(self.ctx.device, non_blocking=True)
         enabled = self.amp_dtype is not None
         with torch.autocast(self.ctx.device.type, dtype=self.amp_dtype, enabled=enabled):
-            logits = self.net(x)
-            loss = self.loss_fn(logits, y)
+            outputs = self.net(x)
+            loss = self.loss_fn(outputs, y)
+        logits = _main_logits(outputs)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.grad_clip is not None:
