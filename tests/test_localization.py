@@ -235,3 +235,9 @@ def test_property_boxes_match_scipy(mask):
     # a constant map (all True or all False) normalises to zeros: the empty-mask box
     kept = normalize_maps(maps)[0].numpy() > 0.5
     assert boxes_from_maps(maps, threshold=0.5)[0].tolist() == _scipy_box(kept)
+
+
+def test_tie_between_largest_components_goes_to_first_in_raster_order():
+    # OpenCV labels in 2x2 blocks: (1, 0) would get label 1 before (0, 2). Raster order wins.
+    maps = torch.tensor([[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]])
+    assert boxes_from_maps(maps, threshold=0.5)[0].tolist() == [2, 0, 2, 0]

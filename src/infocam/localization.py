@@ -78,8 +78,17 @@ def _largest_component_box(mask: np.ndarray, y0: int, x0: int) -> list[int]:
     n, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
     if n <= 1:
         return [0, 0, 0, 0]
-    sizes = np.bincount(labels.ravel(), minlength=n)
-    k = 1 + int(np.argmax(sizes[1:]))  # first maximum: the component met first in raster order
+    flat = labels.ravel()
+    sizes = np.bincount(flat, minlength=n)
+    largest = 1 + np.flatnonzero(sizes[1:] == sizes[1:].max())
+    if len(largest) == 1:
+        k = int(largest[0])
+    else:
+        # A tie goes to the component whose first pixel comes first in raster order. OpenCV's
+        # block-based labelling does not number components in that order, so find it.
+        first = np.full(n, flat.size, dtype=np.int64)
+        np.minimum.at(first, flat, np.arange(flat.size))
+        k = int(largest[np.argmin(first[largest])])
     on = labels == k
     rows, cols = np.flatnonzero(on.any(1)), np.flatnonzero(on.any(0))
     return [x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]), y0 + int(rows[-1])]
