@@ -5,6 +5,7 @@ PC-softmax, and localise objects from class labels alone with infoCAM.
 """
 
 from infocam.mi import MIEstimate, mutual_information, pointwise_mi
+from infocam.mixtures import GaussianMixture
 from infocam.softmax import (
     PCSoftmaxCrossEntropy,
     class_prior,
@@ -17,6 +18,7 @@ from infocam.softmax import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "GaussianMixture",
     "MIEstimate",
     "PCSoftmaxCrossEntropy",
     "__version__",
