@@ -4,7 +4,7 @@ Measure I(X; Y) with a classifier (with a standard error), train fair to rare cl
 PC-softmax, and localise objects from class labels alone with infoCAM.
 """
 
-from infocam.mi import MIEstimate, mutual_information, pointwise_mi
+from infocam.mi import ClassifierMIEstimator, MIEstimate, mutual_information, pointwise_mi
 from infocam.mixtures import GaussianMixture
 from infocam.softmax import (
     PCSoftmaxCrossEntropy,
@@ -18,6 +18,7 @@ from infocam.softmax import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClassifierMIEstimator",
     "GaussianMixture",
     "MIEstimate",
     "PCSoftmaxCrossEntropy",
