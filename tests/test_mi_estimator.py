@@ -193,3 +193,13 @@ def test_numpy_one_dimensional_features_are_accepted():
     x = rng.normal(size=400) + 2.0 * y
     mi = ClassifierMIEstimator(**FAST).fit_estimate(x, y)
     assert 0.1 < mi.value < math.log(2)
+
+
+def test_balanced_data_pc_and_softmax_are_the_same_fit():
+    """Stratified splits of balanced data give an exactly uniform training prior, so the
+    PC-softmax loss is the softmax loss plus a constant: same gradients, same estimate."""
+    g = GaussianMixture(torch.tensor([[-1.0], [0.0], [1.0]]))
+    x, y = g.sample([300, 300, 300], seed=2)
+    pc = ClassifierMIEstimator("pc", cv=3, **FAST).fit_estimate(x, y)
+    sm = ClassifierMIEstimator("softmax", cv=3, **FAST).fit_estimate(x, y)
+    assert pc.value == pytest.approx(sm.value, abs=1e-4)
