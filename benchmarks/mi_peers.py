@@ -160,7 +160,8 @@ def infonce(x: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = 30) -> fl
     net, xte, yte = _critic_training(x, y, lambda g, yb, _ym, _s: -nce(g, yb), seed, epochs)
     with torch.no_grad():
         g = net(xte)
-        vals = [nce(g[s : s + 256], yte[s : s + 256]) for s in range(0, g.shape[0] - 255, 256)]
+        k = min(256, g.shape[0])
+        vals = [nce(g[s : s + k], yte[s : s + k]) for s in range(0, g.shape[0] - k + 1, k)]
     return float(torch.stack(vals).mean())
 
 
