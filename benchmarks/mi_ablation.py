@@ -29,10 +29,10 @@ BASE = {"batch_size": 1024, "lr": 3e-3, "patience": 5}
 CONFIGS = {
     "one 20% test split": {"cv": None, "temperature": False},
     "one split + temperature": {"cv": None, "temperature": True},
-    "cv=5": {"cv": 5, "temperature": False},
-    "cv=5 + temperature (default)": {"cv": 5, "temperature": True},
-    "cv=5 + temperature + weight decay 1e-4": {"cv": 5, "weight_decay": 1e-4},
-    "cv=5 + temperature + ensemble of 3": {"cv": 5, "n_ensemble": 3},
+    "cv=5 (default of reproduce mi)": {"cv": 5, "temperature": False},
+    "cv=5 + temperature": {"cv": 5, "temperature": True},
+    "cv=5 + temperature + weight decay 1e-4": {"cv": 5, "temperature": True, "weight_decay": 1e-4},
+    "cv=5 + temperature + ensemble of 3": {"cv": 5, "temperature": True, "n_ensemble": 3},
 }
 
 

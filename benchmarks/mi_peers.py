@@ -249,10 +249,14 @@ def main() -> None:
             for ename, fn in ESTIMATORS.items():
                 kw = {"seed": args.seed} if ename in ("infocam (ours)", "MINE", "InfoNCE") else {}
                 start = time.perf_counter()
-                value = fn(x, y, **kw)
+                try:
+                    value = fn(x, y, **kw)
+                except ValueError as exc:  # e.g. a class too rare to split: refused, not guessed
+                    value, cells_note = float("nan"), str(exc).splitlines()[0]
+                    print(f"  {ename}: refused: {cells_note}", flush=True)
                 cells[ename] = {"value": value, "seconds": time.perf_counter() - start}
             rows.append({"problem": pname, "n": n, "truth": truth, "estimates": cells})
-            best = min(abs(c["value"] - truth) for c in cells.values())
+            best = np.nanmin([abs(c["value"] - truth) for c in cells.values()])
             line = f"{pname:<38}{n:>7}{truth:>8.3f}  "
             for c in cells.values():
                 err = c["value"] - truth
@@ -275,7 +279,7 @@ def _write_markdown(rows: list[dict], path: Path) -> None:
     ]
     for r in rows:
         errs = {k: r["estimates"][k]["value"] - r["truth"] for k in names}
-        best = min(abs(v) for v in errs.values())
+        best = np.nanmin([abs(v) for v in errs.values()])
         cells = [
             f"{'**' if abs(errs[k]) == best else ''}{errs[k]:+.3f}"
             f"{'**' if abs(errs[k]) == best else ''} ({r['estimates'][k]['seconds']:.1f})"

@@ -4,7 +4,7 @@ Setup (paper, Table 1): 5 classes, unit covariance, means 0, +2, -2, +4, -4 time
 all-ones vector, dims 1, 2, 5, 10; balanced 12,000 per class, imbalanced 6k/12k/18k/24k/30k.
 The network is the paper's MLP (3 x 100 ReLU). Every estimate is on samples the scoring model
 never saw: 5-fold cross-fitting (20% test per fold; of the rest 20% validation for early
-stopping and temperature, 80% training), so model selection never touches the test samples.
+stopping, 80% training), so model selection never touches the test samples.
 
 Columns: ground truth (quadrature in 1-D, else 10^6-sample Monte Carlo), the paper's MC and
 estimates, ours. For plain softmax on imbalanced data both the paper's formula
