@@ -52,6 +52,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # ------------------------------------------------------------------------------ peers
 def knn_ross(x: np.ndarray, y: np.ndarray, k: int = 3) -> float:
     """Ross (2014) k-NN estimator of I(X; Y), X continuous (N, D), Y discrete (N,)."""
+    # Like scikit-learn's mutual_info_classif: samples of a class seen once are dropped.
+    labels, counts = np.unique(y, return_counts=True)
+    keep = np.isin(y, labels[counts > 1])
+    x, y = x[keep], y[keep]
     n = x.shape[0]
     x = x + 1e-10 * np.random.default_rng(0).standard_normal(x.shape)  # break ties
     full = cKDTree(x)
