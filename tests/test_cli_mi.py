@@ -10,7 +10,7 @@ import torch
 
 from infocam.cli import main
 
-TINY = ["--hidden", "8", "--max-epochs", "4", "--cv", "2", "--quiet"]
+TINY = ["--hidden", "8", "--max-epochs", "30", "--cv", "2", "--quiet"]
 
 
 @pytest.fixture(autouse=True, scope="module")

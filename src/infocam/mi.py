@@ -176,7 +176,8 @@ class ClassifierMIEstimator:
     ``fit``. Learned attributes: ``classes_``, ``n_classes_``, ``prior_``, ``mean_``,
     ``scale_``, ``models_`` (list of ``nn.Module``), ``temperatures_``, ``best_epochs_``,
     ``val_loss_``; after ``fit_estimate`` also ``estimate_``, ``accuracy_``, and per held-out
-    sample (in index order, ``heldout_index_``) ``pointwise_``, ``heldout_log_proba_``
+    sample (in index order, ``heldout_index_``; its fold ``heldout_fold_``) ``pointwise_``,
+    ``heldout_log_proba_``
     (``log q(y|x)``, N x M) and ``heldout_log_prior_`` (the scoring members' ``log p``).
 
     Example:
@@ -457,8 +458,12 @@ class ClassifierMIEstimator:
             log_p = self.train_priors_[members].mean(0).log().to(x.device)
             pmi[xd] = lq.gather(1, td[:, None]).squeeze(1) - log_p[td]
             log_q[xd], log_prior[xd] = lq, log_p
+        fold_of = torch.full((n,), -1, dtype=torch.long)
+        for f, test in enumerate(folds):
+            fold_of[test] = f
         scored = torch.cat(folds).sort().values.to(x.device)  # all of them when cross-fitting
         self.heldout_index_ = scored
+        self.heldout_fold_ = fold_of[scored.cpu()]
         self.heldout_log_proba_ = log_q[scored]
         self.heldout_log_prior_ = log_prior[scored]
         self.pointwise_ = pmi[scored]
