@@ -361,7 +361,7 @@ class ClassifierMIEstimator:
         if not hasattr(self, "models_"):
             raise RuntimeError("this ClassifierMIEstimator is not fitted yet; call fit(X, y)")
 
-    def _log_posteriors(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+    def _log_posteriors(self, x: torch.Tensor) -> torch.Tensor:
         """``log q_k(y|x)`` for every member: (K, N, M) float64, under each member's prior."""
         xs = self._standardise(x)
         k = len(self.models_)
