@@ -45,8 +45,8 @@ def test_quadrature_matches_monte_carlo_in_1d(balanced):
 @pytest.mark.parametrize("balanced", [True, False])
 @pytest.mark.parametrize("dim", [1, 2, 5, 10])
 def test_paper_ground_truth_values(balanced, dim):
-    est = GaussianMixture.paper(dim, balanced).mutual_information(200_000, seed=0)
-    assert abs(est.value - PAPER_TRUTH[balanced][dim]) < 1.5e-3
+    est = GaussianMixture.paper(dim, balanced).mutual_information(100_000, seed=0)
+    assert abs(est.value - PAPER_TRUTH[balanced][dim]) < 5e-4 + 3 * est.stderr
 
 
 @pytest.mark.parametrize(("dim", "a"), [(1, 0.5), (1, 1.5), (4, 0.5), (9, 1.0)])
@@ -105,9 +105,9 @@ def test_sample_counts_seed_and_moments():
 
 def test_pointwise_mi_averages_to_truth():
     g = GaussianMixture.paper(2, balanced=False)
-    x, y = g.sample(100_000, seed=3, dtype=torch.float64)
+    x, y = g.sample(30_000, seed=3, dtype=torch.float64)
     pmi = g.pointwise_mi(x, y)
-    truth = g.mutual_information(200_000).value
+    truth = g.mutual_information(100_000).value
     assert abs(float(pmi.mean()) - truth) < 4 * float(pmi.std()) / math.sqrt(pmi.shape[0])
 
 
