@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m infocam.experiments.core_demo
+	$(BIN)/infocam reproduce mi --out results/mi
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -13,7 +13,8 @@ from infocam.localization import (
     normalize_maps,
     upsample_maps,
 )
-from infocam.mi import MIEstimate, mutual_information, pointwise_mi
+from infocam.mi import ClassifierMIEstimator, MIEstimate, mutual_information, pointwise_mi
+from infocam.mixtures import GaussianMixture
 from infocam.softmax import (
     PCSoftmaxCrossEntropy,
     class_prior,
@@ -40,6 +41,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "CAMExtractor",
+    "ClassifierMIEstimator",
+    "GaussianMixture",
     "LocalizationEvaluator",
     "MIEstimate",
     "MaxBoxAccEvaluator",

@@ -11,6 +11,7 @@ reported as measured.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +22,14 @@ from infocam._validation import (
     as_tensor,
     check_finite,
     check_floating,
+    check_integer_labels,
     check_prior,
     check_target,
     check_unit,
 )
 from infocam.softmax import log_pc_softmax
 
-__all__ = ["MIEstimate", "mutual_information", "pointwise_mi"]
+__all__ = ["ClassifierMIEstimator", "MIEstimate", "mutual_information", "pointwise_mi"]
 
 _NATS_PER_BIT = math.log(2.0)
 _SOFTMAX_KINDS = ("pc", "softmax")
@@ -145,3 +147,422 @@ def mutual_information(
     value = float(pmi.mean())
     stderr = float(pmi.std(unbiased=True)) / math.sqrt(count)
     return MIEstimate(value, stderr, count, "nat").to(unit)
+
+
+class ClassifierMIEstimator:
+    r"""Estimate ``I(X; Y)`` by training an MLP classifier, scikit-learn style.
+
+    A classifier's held-out log-likelihood ratio ``log q(y|x) / p(y)`` is the point-wise MI
+    of the paper; its mean over held-out samples estimates ``I(X; Y)`` and, in expectation, is
+    a lower bound (Barber-Agakov): it falls short of the truth by the classifier's excess
+    cross-entropy ``E_x KL(p(y|x) || q(y|x))``.
+
+    * ``softmax="pc"`` trains with PC-softmax cross-entropy under the training prior ``p``;
+      PMI ``= log_pc_softmax(n/T, p)_y``. ``softmax="softmax"`` trains plain softmax; PMI
+      ``= log_softmax(n/T)_y - log p_y`` (prior-corrected). Both equal the paper's Eq. 9
+      on balanced data.
+    * Each member of the ensemble holds out a stratified ``val_fraction`` of its training
+      data for early stopping on validation cross-entropy (model selection never sees the
+      estimation samples). ``temperature=True`` also fits a post-hoc temperature ``T`` on
+      that split; off by default: on the paper's mixtures it changed the estimate by less
+      than 1e-4 nat, and on small data (a few dozen validation samples) it over-sharpens
+      (T -> 1/4) and a single confident mistake costs tens of nats.
+    * ``n_ensemble > 1`` averages the members' posteriors ``q = mean_k q_k(y|x)``.
+    * ``fit_estimate`` with ``cv=K`` cross-fits: K stratified folds, every sample's PMI comes
+      from members that never saw it, so all N samples are used to estimate (``stderr``
+      shrinks by ``sqrt(1/test_fraction)``) and each member still trains on (K-1)/K of them.
+
+    Features are standardised with the mean and standard deviation of the data given to
+    ``fit``. Learned attributes: ``classes_``, ``n_classes_``, ``prior_``, ``mean_``,
+    ``scale_``, ``models_`` (list of ``nn.Module``), ``temperatures_``, ``best_epochs_``,
+    ``val_loss_``; after ``fit_estimate`` also ``estimate_``, ``accuracy_``, and per held-out
+    sample (in index order, ``heldout_index_``; its fold ``heldout_fold_``) ``pointwise_``,
+    ``heldout_log_proba_``
+    (``log q(y|x)``, N x M) and ``heldout_log_prior_`` (the scoring members' ``log p``).
+
+    Example:
+        >>> est = ClassifierMIEstimator(cv=5, random_state=0)
+        >>> mi = est.fit_estimate(X, y)          # MIEstimate: value ± stderr in nats
+    """
+
+    def __init__(
+        self,
+        softmax: str = "pc",
+        hidden: Sequence[int] = (100, 100, 100),
+        *,
+        cv: int | None = None,
+        n_ensemble: int = 1,
+        temperature: bool = False,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 256,
+        max_epochs: int = 200,
+        patience: int = 10,
+        val_fraction: float = 0.2,
+        device: str | torch.device | None = None,
+        random_state: int = 0,
+        progress: bool = False,
+    ) -> None:
+        self.softmax = softmax
+        self.hidden = hidden
+        self.cv = cv
+        self.n_ensemble = n_ensemble
+        self.temperature = temperature
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.device = device
+        self.random_state = random_state
+        self.progress = progress
+
+    # ------------------------------------------------------------------------ parameters
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _ESTIMATOR_PARAMS}
+
+    def set_params(self, **params: Any) -> ClassifierMIEstimator:
+        for name, value in params.items():
+            if name not in _ESTIMATOR_PARAMS:
+                raise ValueError(f"unknown parameter {name!r}; expected one of {_ESTIMATOR_PARAMS}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in _ESTIMATOR_PARAMS)
+        return f"ClassifierMIEstimator({args})"
+
+    def _check_params(self) -> None:
+        if self.softmax not in _SOFTMAX_KINDS:
+            raise ValueError(f"softmax must be one of {_SOFTMAX_KINDS}; got {self.softmax!r}")
+        if self.cv is not None and (not isinstance(self.cv, int) or self.cv < 2):
+            raise ValueError(f"cv must be None or an integer >= 2; got {self.cv!r}")
+        for name in ("n_ensemble", "batch_size", "max_epochs", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction!r}")
+        if not self.lr > 0 or not self.weight_decay >= 0:
+            raise ValueError(
+                f"lr must be > 0 and weight_decay >= 0; got {self.lr!r}, {self.weight_decay!r}"
+            )
+
+    # ------------------------------------------------------------------------- inputs
+    def _device(self) -> torch.device:
+        return torch.device(self.device) if self.device is not None else torch.device("cpu")
+
+    def _check_xy(self, X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x = _as_features(X, device=self._device())
+        labels = check_integer_labels(as_tensor(y, "y"), "y")
+        if labels.dim() != 1:
+            raise ValueError(f"y must be 1-D (N,); got shape {tuple(labels.shape)}")
+        if labels.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"X and y must have the same number of samples; got {x.shape[0]} and "
+                f"{labels.shape[0]}"
+            )
+        return x, labels.to("cpu").long()
+
+    def _encode(self, labels: torch.Tensor) -> torch.Tensor:
+        idx = torch.searchsorted(self.classes_, labels).clamp_max(self.n_classes_ - 1)
+        unknown = self.classes_[idx] != labels
+        if bool(unknown.any()):
+            seen = sorted(set(labels[unknown].tolist()))[:5]
+            raise ValueError(
+                f"y holds labels not seen in fit: {seen}; expected labels in "
+                f"{self.classes_.tolist()}"
+            )
+        return idx
+
+    # ------------------------------------------------------------------------- fitting
+    def fit(self, X: Any, y: Any) -> ClassifierMIEstimator:
+        """Train ``n_ensemble`` classifiers on ``(X, y)`` (each with its own validation split)."""
+        self._check_params()
+        x, labels = self._check_xy(X, y)
+        t = self._setup(x, labels)
+        gen = torch.Generator().manual_seed(int(self.random_state))
+        all_idx = torch.arange(t.shape[0])
+        splits = [
+            _stratified_split(t, all_idx, self.val_fraction, gen, "validation")
+            for _ in range(self.n_ensemble)
+        ]
+        self._train(x, t, splits)
+        self.member_folds_ = torch.zeros(self.n_ensemble, dtype=torch.long)
+        return self
+
+    def _setup(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        classes = torch.unique(labels)
+        if classes.numel() < 2:
+            raise ValueError(
+                f"y must hold at least 2 classes to measure information; got only "
+                f"{classes.tolist()}"
+            )
+        self.classes_ = classes
+        self.n_classes_ = int(classes.numel())
+        t = self._encode(labels)
+        self.n_features_in_ = x.shape[1]
+        self.mean_ = x.mean(0)
+        std = x.std(0)
+        self.scale_ = torch.where(std > 0, std, torch.ones_like(std))
+        self.prior_ = torch.bincount(t, minlength=self.n_classes_).double() / t.numel()
+        return t
+
+    def _train(
+        self, x: torch.Tensor, t: torch.Tensor, splits: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> None:
+        from infocam._fit import fit_stacked, fit_temperature
+
+        m = self.n_classes_
+        priors = torch.stack(
+            [torch.bincount(t[tr], minlength=m).double() / tr.numel() for tr, _ in splits]
+        )
+        offsets = priors.log() if self.softmax == "pc" else torch.zeros_like(priors)
+        xs = self._standardise(x)
+        td = t.to(xs.device)
+        result = fit_stacked(
+            xs,
+            td,
+            [tr for tr, _ in splits],
+            [va for _, va in splits],
+            offsets.float(),
+            num_classes=m,
+            hidden=tuple(self.hidden),
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            patience=self.patience,
+            seed=self.random_state,
+            progress=self.progress,
+        )
+        self._stack = result.model
+        temps = torch.ones(len(splits), dtype=torch.float64)
+        if self.temperature:
+            with torch.no_grad():
+                for j, (_, va) in enumerate(splits):
+                    logits = result.model(xs[va.to(xs.device)].expand(len(splits), -1, -1))[j]
+                    temps[j] = fit_temperature(
+                        logits, td[va.to(xs.device)], offsets[j].to(xs.device)
+                    )
+        self.train_priors_ = priors
+        self.temperatures_ = temps
+        self.best_epochs_ = result.best_epoch
+        self.val_loss_ = result.best_val_loss
+        self.n_epochs_ = result.epochs_run
+        self.models_ = [result.model.member(j) for j in range(len(splits))]
+
+    def _standardise(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean_) / self.scale_).float()
+
+    # ------------------------------------------------------------------------ inference
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "models_"):
+            raise RuntimeError("this ClassifierMIEstimator is not fitted yet; call fit(X, y)")
+
+    def _log_posteriors(self, x: torch.Tensor) -> torch.Tensor:
+        """``log q_k(y|x)`` for every member: (K, N, M) float64, under each member's prior."""
+        xs = self._standardise(x)
+        k = len(self.models_)
+        out = []
+        with torch.no_grad():
+            for start in range(0, xs.shape[0], 65_536):
+                chunk = xs[start : start + 65_536]
+                logits = self._stack(chunk.expand(k, -1, -1)).double()
+                logits = logits / self.temperatures_.to(logits.device)[:, None, None]
+                if self.softmax == "pc":
+                    logits = logits + self.train_priors_.log().to(logits.device)[:, None, :]
+                out.append(F.log_softmax(logits, dim=2))
+        return torch.cat(out, dim=1)
+
+    def _ensemble_log_q(self, x: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        lq = self._log_posteriors(x)[members.to(x.device)]
+        return torch.logsumexp(lq, dim=0) - math.log(lq.shape[0])
+
+    def predict_log_proba(self, X: Any) -> torch.Tensor:
+        """``log q(y|x)`` (N, M) under the training prior: the ensemble's mean posterior."""
+        self._check_fitted()
+        x = _as_features(X, device=self._device(), n_features=self.n_features_in_)
+        return self._ensemble_log_q(x, torch.arange(len(self.models_)))
+
+    def predict_proba(self, X: Any) -> torch.Tensor:
+        """``q(y|x)`` (N, M), columns in the order of ``classes_``."""
+        return self.predict_log_proba(X).exp()
+
+    def predict(self, X: Any) -> torch.Tensor:
+        """The most probable class label under the training prior."""
+        lq = self.predict_log_proba(X)
+        return self.classes_.to(lq.device)[lq.argmax(1)]
+
+    def pointwise_mi(self, X: Any, y: Any) -> torch.Tensor:
+        """``log q(y|x) - log p(y)`` per sample (N,), nats; pass held-out samples."""
+        self._check_fitted()
+        x, labels = self._check_xy(X, y)
+        if x.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X must have {self.n_features_in_} features as in fit; got {x.shape[1]}"
+            )
+        t = self._encode(labels).to(x.device)
+        lq = self._ensemble_log_q(x, torch.arange(len(self.models_)))
+        log_p = self.train_priors_.mean(0).log().to(x.device)
+        return lq.gather(1, t[:, None]).squeeze(1) - log_p[t]
+
+    def estimate(self, X: Any, y: Any, unit: str = "nat") -> MIEstimate:
+        """``I(X; Y)`` estimate on held-out ``(X, y)``: mean point-wise MI ± standard error."""
+        check_unit(unit)
+        return _estimate_from_pmi(self.pointwise_mi(X, y), unit)
+
+    def fit_estimate(
+        self, X: Any, y: Any, test_fraction: float = 0.2, unit: str = "nat"
+    ) -> MIEstimate:
+        """Fit and estimate on data the models did not see.
+
+        ``cv=None``: a stratified ``test_fraction`` is held out, the rest is fitted, the
+        estimate is on the held-out part. ``cv=K``: K-fold cross-fitting (``test_fraction`` is
+        unused); every sample is scored by members that did not train on it.
+        Sets ``estimate_``, ``accuracy_`` (held-out, argmax of ``q``), ``pointwise_`` and
+        ``heldout_log_proba_``.
+        """
+        self._check_params()
+        check_unit(unit)
+        x, labels = self._check_xy(X, y)
+        t = self._setup(x, labels)
+        gen = torch.Generator().manual_seed(int(self.random_state))
+        all_idx = torch.arange(t.shape[0])
+        if self.cv is None:
+            if not 0.0 < test_fraction < 1.0:
+                raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
+            rest, test = _stratified_split(t, all_idx, test_fraction, gen, "test")
+            folds = [test]
+        else:
+            folds = _stratified_folds(t, self.cv, gen)
+        splits, member_folds = [], []
+        for f, test in enumerate(folds):
+            keep = torch.ones(t.shape[0], dtype=torch.bool)
+            keep[test] = False
+            rest = all_idx[keep]
+            for _ in range(self.n_ensemble):
+                splits.append(_stratified_split(t, rest, self.val_fraction, gen, "validation"))
+                member_folds.append(f)
+        self._train(x, t, splits)
+        self.member_folds_ = torch.tensor(member_folds)
+        n, m = t.shape[0], self.n_classes_
+        pmi = torch.empty(n, dtype=torch.float64, device=x.device)
+        log_q = torch.empty(n, m, dtype=torch.float64, device=x.device)
+        log_prior = torch.empty(n, m, dtype=torch.float64, device=x.device)
+        for f, test in enumerate(folds):
+            members = torch.nonzero(self.member_folds_ == f).flatten()
+            td, xd = t[test].to(x.device), test.to(x.device)
+            lq = self._ensemble_log_q(x[xd], members)
+            log_p = self.train_priors_[members].mean(0).log().to(x.device)
+            pmi[xd] = lq.gather(1, td[:, None]).squeeze(1) - log_p[td]
+            log_q[xd], log_prior[xd] = lq, log_p
+        fold_of = torch.full((n,), -1, dtype=torch.long)
+        for f, test in enumerate(folds):
+            fold_of[test] = f
+        scored = torch.cat(folds).sort().values.to(x.device)  # all of them when cross-fitting
+        self.heldout_index_ = scored
+        self.heldout_fold_ = fold_of[scored.cpu()]
+        self.heldout_log_proba_ = log_q[scored]
+        self.heldout_log_prior_ = log_prior[scored]
+        self.pointwise_ = pmi[scored]
+        td = t.to(x.device)[scored]
+        self.accuracy_ = float((self.heldout_log_proba_.argmax(1) == td).double().mean())
+        pmi = self.pointwise_
+        self.estimate_ = _estimate_from_pmi(pmi, unit)
+        return self.estimate_
+
+
+_ESTIMATOR_PARAMS = (
+    "softmax",
+    "hidden",
+    "cv",
+    "n_ensemble",
+    "temperature",
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "max_epochs",
+    "patience",
+    "val_fraction",
+    "device",
+    "random_state",
+    "progress",
+)
+
+
+def _estimate_from_pmi(pmi: torch.Tensor, unit: str) -> MIEstimate:
+    pmi = pmi.to(torch.float64)
+    count = pmi.shape[0]
+    if count < 2:
+        raise ValueError(f"need at least 2 held-out samples for a standard error; got {count}")
+    value = float(pmi.mean())
+    stderr = float(pmi.std(unbiased=True)) / math.sqrt(count)
+    return MIEstimate(value, stderr, count, "nat").to(unit)
+
+
+def _as_features(X: Any, *, device: torch.device, n_features: int | None = None) -> torch.Tensor:
+    x = as_tensor(X, "X")
+    if not torch.is_floating_point(x):
+        if x.dtype == torch.bool or torch.is_complex(x):
+            raise TypeError(f"X must hold real numbers; got dtype {x.dtype}")
+        x = x.double()
+    if x.dim() == 1:
+        x = x[:, None]
+    if x.dim() != 2:
+        raise ValueError(f"X must be 2-D (N, D) or 1-D (N,); got shape {tuple(x.shape)}")
+    if n_features is not None and x.shape[1] != n_features:
+        raise ValueError(f"X must have {n_features} features as in fit; got {x.shape[1]}")
+    check_finite(x, "X")
+    return x.to(device=device, dtype=torch.float64)
+
+
+def _split_counts_error(t: torch.Tensor, where: str, counts: torch.Tensor) -> None:
+    bad = torch.nonzero(counts < 2).flatten()
+    if bad.numel():
+        c = int(bad[0])
+        raise ValueError(
+            f"y: class index {c} has {int(counts[c])} sample(s) in the {where} split; every "
+            f"class needs at least 2 in every split (give more samples per class, or change "
+            f"val_fraction / test_fraction / cv)"
+        )
+
+
+def _stratified_split(
+    t: torch.Tensor, idx: torch.Tensor, fraction: float, gen: torch.Generator, name: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``idx`` into (rest, held) with ``round(fraction * n_c)`` of each class held."""
+    m = int(t.max()) + 1
+    sub = t[idx]
+    order = idx[torch.randperm(idx.numel(), generator=gen)]
+    labels = t[order]
+    # Rank of each sample within its class in the shuffled order (vectorised, no loops).
+    sort = torch.sort(labels, stable=True)
+    counts = torch.bincount(sub, minlength=m)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(labels)
+    rank[sort.indices] = torch.arange(labels.numel()) - starts[sort.values]
+    n_held = torch.round(counts.double() * fraction).long()
+    held_mask = rank < n_held[labels]
+    held, rest = order[held_mask], order[~held_mask]
+    _split_counts_error(t, name, torch.bincount(t[held], minlength=m))
+    _split_counts_error(t, "training", torch.bincount(t[rest], minlength=m))
+    return rest, held
+
+
+def _stratified_folds(t: torch.Tensor, k: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """K stratified folds: within each class, shuffled samples are dealt round-robin."""
+    m = int(t.max()) + 1
+    order = torch.randperm(t.numel(), generator=gen)
+    labels = t[order]
+    sort = torch.sort(labels, stable=True)
+    counts = torch.bincount(t, minlength=m)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(labels)
+    rank[sort.indices] = torch.arange(labels.numel()) - starts[sort.values]
+    fold = rank % k
+    folds = [order[fold == f] for f in range(k)]
+    for f in folds:
+        _split_counts_error(t, f"cross-fitting fold ({k} folds)", torch.bincount(t[f], minlength=m))
+    return folds

@@ -1,0 +1,218 @@
+"""A small, self-contained trainer for K independent MLPs at once (private).
+
+The K members share no parameters; their layers are stacked into (K, in, out) tensors and run
+with one batched matmul (``baddbmm``), so an ensemble or the K models of cross-fitting cost
+about as much wall time as one. Each member draws its own minibatches from its own training
+indices; the loss is the sum of the members' mean losses, so each member's gradient (and,
+Adam being element-wise, each member's update) is exactly what it would be if trained alone.
+Minibatches are gathered from in-memory tensors by index: no DataLoader, no per-sample collate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from infocam.models.mlp import mlp
+
+
+class StackedMLP(nn.Module):
+    """K MLPs with identical shapes: input (K, B, D) -> logits (K, B, M)."""
+
+    def __init__(
+        self,
+        k: int,
+        in_features: int,
+        num_classes: int,
+        hidden: Sequence[int],
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        sizes = [in_features, *hidden, num_classes]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            # nn.Linear's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for W and b.
+            bound = 1.0 / math.sqrt(fan_in)
+            w = (torch.rand(k, fan_in, fan_out, generator=generator) * 2 - 1) * bound
+            b = (torch.rand(k, 1, fan_out, generator=generator) * 2 - 1) * bound
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(b))
+        self.hidden = tuple(int(h) for h in hidden)
+
+    @property
+    def k(self) -> int:
+        return self.weights[0].shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = F.relu(h)
+        return h
+
+    def member(self, j: int) -> nn.Sequential:
+        """Member ``j`` as a plain :func:`infocam.models.mlp` module (a copy)."""
+        w0 = self.weights[0]
+        net = mlp(w0.shape[1], self.weights[-1].shape[2], self.hidden)
+        linears = [m for m in net if isinstance(m, nn.Linear)]
+        with torch.no_grad():
+            for lin, w, b in zip(linears, self.weights, self.biases, strict=True):
+                lin.weight.copy_(w[j].T)
+                lin.bias.copy_(b[j, 0])
+        return net.to(w0.device)
+
+
+@dataclass
+class FitResult:
+    model: StackedMLP
+    best_epoch: list[int]
+    best_val_loss: list[float]
+    epochs_run: int
+    history: list[list[float]] = field(default_factory=list)  # per epoch, per member
+
+
+def _pad_indices(sets: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ragged index sets -> (K, L) padded indices and a (K, L) float mask."""
+    length = max(int(s.numel()) for s in sets)
+    idx = torch.zeros(len(sets), length, dtype=torch.long)
+    mask = torch.zeros(len(sets), length)
+    for j, s in enumerate(sets):
+        idx[j, : s.numel()] = s
+        mask[j, : s.numel()] = 1.0
+    return idx, mask
+
+
+def member_losses(
+    model: StackedMLP,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    idx: torch.Tensor,
+    mask: torch.Tensor,
+    offsets: torch.Tensor,
+    batch: int = 65_536,
+) -> torch.Tensor:
+    """Mean cross-entropy of ``logits + offsets[k]`` per member over its (padded) index set."""
+    total = torch.zeros(idx.shape[0], dtype=torch.float64, device=x.device)
+    with torch.no_grad():
+        for start in range(0, idx.shape[1], batch):
+            sl = idx[:, start : start + batch]
+            logits = model(x[sl]) + offsets[:, None, :]
+            ce = F.cross_entropy(logits.transpose(1, 2), y[sl], reduction="none")
+            total += (ce.double() * mask[:, start : start + batch]).sum(1)
+    return total / mask.sum(1).double()
+
+
+def fit_stacked(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    train_sets: Sequence[torch.Tensor],
+    val_sets: Sequence[torch.Tensor],
+    offsets: torch.Tensor,
+    *,
+    num_classes: int,
+    hidden: Sequence[int],
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    max_epochs: int,
+    patience: int,
+    seed: int,
+    progress: bool = False,
+) -> FitResult:
+    """Train one member per (train_set, val_set) pair with early stopping on validation loss.
+
+    Member k minimises ``cross_entropy(logits + offsets[k], y)`` over ``x[train_sets[k]]``;
+    ``offsets[k] = log p_k`` gives the PC-softmax loss (same gradient), zeros plain softmax.
+    Each member keeps the parameters of its epoch with the lowest validation loss and stops
+    counting after ``patience`` epochs without improvement; training ends when all have.
+    """
+    device = x.device
+    k = len(train_sets)
+    gen = torch.Generator().manual_seed(int(seed))
+    model = StackedMLP(k, x.shape[1], num_classes, hidden, gen).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    offsets = offsets.to(device=device, dtype=x.dtype)
+    val_idx, val_mask = (t.to(device) for t in _pad_indices(val_sets))
+    steps_len = min(int(s.numel()) for s in train_sets)
+    batch = min(batch_size, steps_len)
+    steps = max(steps_len // batch, 1)
+
+    best = [torch.inf] * k
+    best_epoch = [0] * k
+    stale = [0] * k
+    best_state = [p.detach().clone() for p in model.parameters()]
+    history: list[list[float]] = []
+    epoch = 0
+    bar = tqdm(range(1, max_epochs + 1), disable=not progress, desc="epochs", leave=False)
+    for epoch in bar:
+        model.train()
+        # Each member's own permutation of its own training set, truncated to a common length.
+        perms = torch.stack(
+            [s[torch.randperm(s.numel(), generator=gen)[: steps * batch]] for s in train_sets]
+        ).to(device)
+        for step in range(steps):
+            sl = perms[:, step * batch : (step + 1) * batch]
+            logits = model(x[sl]) + offsets[:, None, :]
+            loss = F.cross_entropy(logits.transpose(1, 2), y[sl], reduction="none").mean(1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        val = member_losses(model, x, y, val_idx, val_mask, offsets).tolist()
+        history.append(val)
+        improved = [j for j in range(k) if val[j] < best[j] - 1e-5]
+        for j in range(k):
+            if j in improved:
+                best[j], best_epoch[j], stale[j] = val[j], epoch, 0
+            else:
+                stale[j] += 1
+        if improved:
+            with torch.no_grad():
+                sel = torch.tensor(improved, device=device)
+                for saved, p in zip(best_state, model.parameters(), strict=True):
+                    saved[sel] = p[sel]
+        bar.set_postfix(val=f"{sum(best) / k:.4f}")
+        if all(s >= patience for s in stale):
+            break
+    bar.close()
+    with torch.no_grad():
+        for saved, p in zip(best_state, model.parameters(), strict=True):
+            p.copy_(saved)
+    model.eval()
+    return FitResult(model, best_epoch, best, epoch, history)
+
+
+def fit_temperature(logits: torch.Tensor, y: torch.Tensor, offset: torch.Tensor) -> float:
+    """The T > 0 minimising ``cross_entropy(logits / T + offset, y)`` (1-D, golden section).
+
+    The objective is smooth in ``log T``; searched on [1/4, 4].
+    """
+    logits, offset = logits.double(), offset.double()
+
+    def nll(log_t: float) -> float:
+        return float(F.cross_entropy(logits * math.exp(-log_t) + offset, y))
+
+    lo, hi = math.log(0.25), math.log(4.0)
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(40):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = nll(b)
+    return math.exp((lo + hi) / 2.0)

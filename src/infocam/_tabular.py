@@ -1,0 +1,191 @@
+"""Read features and integer labels from a CSV or NPZ file (private; used by ``infocam mi``).
+
+CSV: a header row, comma-separated, numeric feature columns, one integer label column.
+NPZ: named arrays; ``label`` names the (N,) label array and ``features`` the (N, D) or (N,)
+feature array (by default the only other array in the file).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def load_table(
+    path: str | Path, label: str, features: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Return ``(X (N, D) float64, y (N,) int64, feature names)`` from ``path``."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(2, f"no such data file (looked in {p.resolve().parent})", str(p))
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        return _load_npz(p, label, features)
+    if suffix in (".csv", ".txt", ".tsv"):
+        return _load_csv(p, label, features, delimiter="\t" if suffix == ".tsv" else ",")
+    raise ValueError(f"DATA must be a .csv, .tsv or .npz file; got {p.name!r}")
+
+
+def _labels(values: np.ndarray, name: str, source: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        return arr.astype(np.int64)
+    bad = next((v for v in arr.ravel() if not _is_int(v)), arr.ravel()[:1])
+    raise ValueError(
+        f"label column {name!r} in {source} must hold integer class labels; got {bad!r}"
+    )
+
+
+def _is_int(v: object) -> bool:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return np.isfinite(f) and f == round(f)
+
+
+def _load_csv(
+    p: Path, label: str, features: Sequence[str] | None, delimiter: str
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    with p.open(newline="") as fh:
+        rows = list(csv.reader(fh, delimiter=delimiter))
+    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    if len(rows) < 2:
+        raise ValueError(f"{p}: needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    if label not in header:
+        raise ValueError(f"--label: column {label!r} not found in {p.name}; columns: {header}")
+    names = list(features) if features else [h for h in header if h != label]
+    missing = [n for n in names if n not in header]
+    if missing:
+        raise ValueError(
+            f"--features: column(s) {missing} not found in {p.name}; columns: {header}"
+        )
+    if not names:
+        raise ValueError(f"{p.name}: no feature columns besides the label {label!r}")
+    body = rows[1:]
+    for i, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise ValueError(f"{p.name} line {i}: {len(r)} fields, header has {len(header)}")
+    cols = {h: j for j, h in enumerate(header)}
+    try:
+        x = np.array([[float(r[cols[n]]) for n in names] for r in body], dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{p.name}: feature columns must be numeric ({exc})") from None
+    raw = np.array([r[cols[label]].strip() for r in body])
+    if not all(_is_int(v) for v in raw):
+        bad = next(v for v in raw if not _is_int(v))
+        raise ValueError(
+            f"label column {label!r} in {p.name} must hold integer class labels; got {bad!r}"
+        )
+    y = np.array([round(float(v)) for v in raw], dtype=np.int64)
+    return x, y, names
+
+
+def _load_npz(
+    p: Path, label: str, features: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    with np.load(p, allow_pickle=False) as data:
+        keys = list(data.files)
+        if label not in keys:
+            raise ValueError(f"--label: array {label!r} not found in {p.name}; arrays: {keys}")
+        if features:
+            missing = [n for n in features if n not in keys]
+            if missing:
+                raise ValueError(f"--features: array(s) {missing} not in {p.name}; arrays: {keys}")
+            names = list(features)
+        else:
+            names = [k for k in keys if k != label]
+            if len(names) != 1:
+                raise ValueError(
+                    f"{p.name} holds arrays {keys}: name the feature array(s) with --features"
+                )
+        y = _labels(data[label], label, p.name)
+        parts = []
+        for n in names:
+            a = np.asarray(data[n])
+            if a.dtype.kind not in "iuf":
+                raise ValueError(f"array {n!r} in {p.name} must be numeric; got dtype {a.dtype}")
+            parts.append(a.reshape(a.shape[0], -1).astype(np.float64) if a.ndim else a)
+    if y.ndim != 1:
+        raise ValueError(f"label array {label!r} must be 1-D; got shape {y.shape}")
+    x = np.concatenate(parts, axis=1)
+    return x, y, names
+
+
+def measure_file(
+    path: str | Path,
+    label: str,
+    *,
+    features: Sequence[str] | None = None,
+    softmax: str = "pc",
+    cv: int | None = 5,
+    hidden: Sequence[int] = (100, 100, 100),
+    max_epochs: int = 200,
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = False,
+) -> dict:
+    """``infocam mi``: estimate I(X; Y) for a file's features and labels; a JSON-ready dict."""
+    from infocam.mi import ClassifierMIEstimator
+
+    x, y, names = load_table(path, label, features)
+    est = ClassifierMIEstimator(
+        softmax,
+        hidden,
+        cv=cv,
+        max_epochs=max_epochs,
+        random_state=seed,
+        device=device,
+        progress=progress,
+    )
+    mi = est.fit_estimate(x, y)
+    prior = est.prior_.numpy()
+    h_y = float(-(prior * np.log(prior)).sum())
+    lo, hi = mi.interval()
+    bits = mi.to("bit")
+    return {
+        "data": str(path),
+        "label": label,
+        "features": names,
+        "n_samples": int(x.shape[0]),
+        "n_features": int(x.shape[1]),
+        "classes": est.classes_.tolist(),
+        "mi_nat": mi.value,
+        "stderr_nat": mi.stderr,
+        "ci95_nat": [lo, hi],
+        "mi_bit": bits.value,
+        "stderr_bit": bits.stderr,
+        "entropy_y_nat": h_y,
+        "fraction_of_entropy": mi.value / h_y,
+        "heldout_accuracy": est.accuracy_,
+        "n_heldout": mi.n,
+        "method": {
+            "softmax": softmax,
+            "cv": cv,
+            "hidden": list(hidden),
+            "seed": seed,
+            "best_epochs": list(est.best_epochs_),
+        },
+    }
+
+
+def format_report(r: dict) -> str:
+    how = f"{r['method']['cv']}-fold cross-fitting" if r["method"]["cv"] else "20% held out"
+    lo, hi = r["ci95_nat"]
+    return "\n".join(
+        [
+            f"{r['data']}: {r['n_samples']} samples, {r['n_features']} feature(s), "
+            f"{len(r['classes'])} classes (label {r['label']!r})",
+            f"I(X;Y)   = {r['mi_nat']:.4f} ± {r['stderr_nat']:.4f} nat   "
+            f"({r['mi_bit']:.4f} ± {r['stderr_bit']:.4f} bit); 95% CI [{lo:.4f}, {hi:.4f}] nat",
+            f"H(Y)     = {r['entropy_y_nat']:.4f} nat;  I/H(Y) = {r['fraction_of_entropy']:.3f}",
+            f"accuracy = {r['heldout_accuracy']:.4f} held out "
+            f"({how}, n={r['n_heldout']}, {r['method']['softmax']} MLP {r['method']['hidden']})",
+        ]
+    )

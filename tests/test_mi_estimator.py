@@ -1,0 +1,203 @@
+"""infocam.ClassifierMIEstimator: held-out MI from a trained classifier, scikit-learn style."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import infocam
+from infocam import ClassifierMIEstimator, GaussianMixture
+from infocam._fit import StackedMLP, fit_temperature
+from infocam.models import mlp
+
+FAST = {"hidden": (16,), "max_epochs": 8, "patience": 3, "batch_size": 128, "lr": 1e-2}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny matmuls: intra-op threads only add contention (40x slower on a busy 2-core box).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def two_gaussians():
+    g = GaussianMixture(torch.tensor([[-1.0], [1.0]]), prior=[0.3, 0.7])
+    x, y = g.sample(3000, seed=0)
+    return g, x, y
+
+
+def test_reexport():
+    assert infocam.ClassifierMIEstimator is ClassifierMIEstimator
+
+
+@pytest.mark.parametrize("softmax", ["pc", "softmax"])
+def test_estimate_is_close_to_ground_truth(two_gaussians, softmax):
+    g, x, y = two_gaussians
+    truth = g.mutual_information().value  # 0.2035 nat by quadrature
+    est = ClassifierMIEstimator(softmax, cv=3, random_state=0, **FAST)
+    mi = est.fit_estimate(x, y)
+    assert mi.n == 3000 and est.pointwise_.shape == (3000,)
+    assert abs(mi.value - truth) < max(0.03, 3 * mi.stderr), (mi, truth)
+    assert 0.75 < est.accuracy_ < 0.9
+
+
+def test_same_seed_same_numbers_and_seed_matters(two_gaussians):
+    _, x, y = two_gaussians
+    a = ClassifierMIEstimator(random_state=3, **FAST).fit_estimate(x, y)
+    b = ClassifierMIEstimator(random_state=3, **FAST).fit_estimate(x.numpy(), y.numpy())
+    c = ClassifierMIEstimator(random_state=4, **FAST).fit_estimate(x, y)
+    assert a == b
+    assert a.value != c.value
+
+
+@pytest.mark.parametrize("softmax", ["pc", "softmax"])
+def test_pointwise_mi_matches_the_core_formula(two_gaussians, softmax):
+    """The estimator's PMI is infocam.pointwise_mi on the exported model's logits / T."""
+    _, x, y = two_gaussians
+    est = ClassifierMIEstimator(softmax, temperature=True, **FAST).fit(x[:2000], y[:2000])
+    assert len(est.models_) == 1 and isinstance(est.models_[0], torch.nn.Module)
+    xt, yt = x[2000:], y[2000:]
+    with torch.no_grad():
+        logits = est.models_[0](((xt.double() - est.mean_) / est.scale_).float()).double()
+    logits = logits / est.temperatures_[0]
+    want = infocam.pointwise_mi(logits, yt, est.train_priors_[0], softmax=softmax)
+    torch.testing.assert_close(est.pointwise_mi(xt, yt), want, rtol=1e-5, atol=1e-5)
+    got = est.estimate(xt, yt)
+    ref = infocam.mutual_information(logits, yt, est.train_priors_[0], softmax=softmax)
+    assert got.value == pytest.approx(ref.value, abs=1e-5)
+    assert est.estimate(xt, yt, unit="bit").value == pytest.approx(got.value / math.log(2))
+
+
+def test_cross_fitting_scores_each_sample_out_of_fold(two_gaussians):
+    _, x, y = two_gaussians
+    est = ClassifierMIEstimator(cv=3, n_ensemble=2, **FAST)
+    est.fit_estimate(x, y)
+    assert len(est.models_) == 6
+    assert est.member_folds_.tolist() == [0, 0, 1, 1, 2, 2]
+    assert torch.equal(est.heldout_index_, torch.arange(3000))
+    # Every sample's PMI is what its own fold's members give; those members never saw it
+    # (their training + validation sets exclude the fold), and the folds are stratified.
+    assert all(abs(c - 1000) <= 2 for c in torch.bincount(est.heldout_fold_).tolist())
+    for f in range(3):
+        members = torch.nonzero(est.member_folds_ == f).flatten()
+        sel = est.heldout_fold_ == f
+        lq = est._ensemble_log_q(x[sel].double(), members)
+        log_p = est.train_priors_[members].mean(0).log()
+        want = lq.gather(1, y[sel][:, None]).squeeze(1) - log_p[y[sel]]
+        torch.testing.assert_close(est.pointwise_[sel], want)
+        assert abs(float(est.train_priors_[members[0]][1]) - float(y.double().mean())) < 0.02
+
+
+def test_labels_are_arbitrary_integers_and_predictions_use_them():
+    g = GaussianMixture(torch.tensor([[-3.0, 0.0], [3.0, 0.0], [0.0, 3.0]]))
+    x, y = g.sample(900, seed=1)
+    labels = torch.tensor([10, 20, 30])[y]
+    est = ClassifierMIEstimator(**FAST).fit(x, labels)
+    assert est.classes_.tolist() == [10, 20, 30]
+    proba = est.predict_proba(x[:50])
+    assert proba.shape == (50, 3)
+    torch.testing.assert_close(proba.sum(1), torch.ones(50, dtype=torch.float64))
+    pred = est.predict(x)
+    assert set(pred.unique().tolist()) <= {10, 20, 30}
+    assert float((pred == labels).double().mean()) > 0.9
+    with pytest.raises(ValueError, match="not seen in fit"):
+        est.estimate(x[:5], torch.tensor([10, 20, 30, 40, 10]))
+
+
+def test_get_set_params_and_repr():
+    est = ClassifierMIEstimator(cv=5)
+    assert est.get_params()["cv"] == 5
+    assert est.set_params(cv=3) is est and est.cv == 3
+    assert "cv=3" in repr(est)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        est.set_params(epochs=3)
+
+
+def bad(x, y, match, exc=ValueError, **kw):
+    with pytest.raises(exc, match=match):
+        ClassifierMIEstimator(**{**FAST, **kw}).fit_estimate(x, y)
+
+
+def test_bad_input_errors():
+    x = torch.randn(100, 2)
+    y = torch.arange(100) % 2
+    bad(x, y[:99], "same number of samples")
+    bad(x, torch.zeros(100, dtype=torch.long), "at least 2 classes")
+    xn = x.clone()
+    xn[3, 1] = float("nan")
+    bad(xn, y, "X must be finite")
+    bad(x, y.double(), "integer class indices", TypeError)
+    y_rare = y.clone()
+    y_rare[:3] = 2  # class 2 has 3 samples: 1 in test, fewer than 2 in the validation split
+    bad(x, y_rare, "class index 2 has")
+    bad(x, y, "softmax must be", softmax="logistic")
+    bad(x, y, "cv must be", cv=1)
+    bad(x, y, "val_fraction", val_fraction=1.5)
+    with pytest.raises(ValueError, match="test_fraction"):
+        ClassifierMIEstimator(**FAST).fit_estimate(x, y, test_fraction=0.0)
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        ClassifierMIEstimator(**FAST).fit(torch.zeros(10, 2, 2), y[:10])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ClassifierMIEstimator().estimate(x, y)
+
+
+def test_wrong_feature_count_after_fit(two_gaussians):
+    _, x, y = two_gaussians
+    est = ClassifierMIEstimator(**FAST).fit(x[:500], y[:500])
+    with pytest.raises(ValueError, match="1 features"):
+        est.estimate(torch.zeros(4, 3), torch.tensor([0, 1, 0, 1]))
+
+
+def test_fit_temperature_recovers_a_known_temperature():
+    g = torch.Generator().manual_seed(0)
+    true_logits = 2.0 * torch.randn(20_000, 4, generator=g, dtype=torch.float64)
+    y = torch.multinomial(torch.softmax(true_logits, 1), 1, generator=g).squeeze(1)
+    t = fit_temperature(2.5 * true_logits, y, torch.zeros(4, dtype=torch.float64))
+    assert t == pytest.approx(2.5, rel=0.05)
+
+
+def test_stacked_members_are_independent_mlps():
+    net = StackedMLP(3, 4, 5, (8, 6), torch.Generator().manual_seed(0))
+    x = torch.randn(3, 10, 4)
+    out = net(x)
+    for j in range(3):
+        torch.testing.assert_close(net.member(j)(x[j]), out[j])
+    # Member 0's gradient does not depend on member 1's inputs.
+    out[0].sum().backward()
+    assert net.weights[0].grad[1].abs().sum() == 0 and net.weights[0].grad[0].abs().sum() > 0
+
+
+def test_mlp_factory():
+    net = mlp(7, 3)
+    assert net(torch.zeros(2, 7)).shape == (2, 3)
+    assert sum(isinstance(m, torch.nn.Linear) for m in net) == 4
+    linear = mlp(7, 3, hidden=())
+    assert len(linear) == 1
+    with pytest.raises(ValueError, match="num_classes"):
+        mlp(7, 0)
+    with pytest.raises(ValueError, match="hidden"):
+        mlp(7, 3, hidden=(10, 0))
+
+
+def test_numpy_one_dimensional_features_are_accepted():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    x = rng.normal(size=400) + 2.0 * y
+    mi = ClassifierMIEstimator(**FAST).fit_estimate(x, y)
+    assert 0.1 < mi.value < math.log(2)
+
+
+def test_balanced_data_pc_and_softmax_are_the_same_fit():
+    """Stratified splits of balanced data give an exactly uniform training prior, so the
+    PC-softmax loss is the softmax loss plus a constant: same gradients, same estimate."""
+    g = GaussianMixture(torch.tensor([[-1.0], [0.0], [1.0]]))
+    x, y = g.sample([300, 300, 300], seed=2)
+    pc = ClassifierMIEstimator("pc", cv=3, **FAST).fit_estimate(x, y)
+    sm = ClassifierMIEstimator("softmax", cv=3, **FAST).fit_estimate(x, y)
+    assert pc.value == pytest.approx(sm.value, abs=1e-4)
