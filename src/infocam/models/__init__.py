@@ -1,5 +1,6 @@
 """Models: GAP backbones for CAM (VGG16-GAP, ResNet-GAP, a small GAP CNN), ADL, the paper's
-MNIST CNN, the MLP of the MI estimator, Inception-V3 for CUB, weight loading and a lookup by name."""
+MNIST CNN, the MLP of the MI estimator, Inception-V3 for CUB, weight loading and a lookup by
+name."""
 
 from infocam.models.adl import ADL
 from infocam.models.gap import GAPClassifier, resnet18_gap, resnet50_gap, small_gap_cnn, vgg16_gap
