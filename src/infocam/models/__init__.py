@@ -5,11 +5,12 @@ from infocam.models.adl import ADL
 from infocam.models.gap import GAPClassifier, resnet18_gap, resnet50_gap, small_gap_cnn, vgg16_gap
 from infocam.models.inception import inception_logits, inception_loss, inception_v3
 from infocam.models.mnist import MNISTCNN, mnist_cnn
-from infocam.models.registry import MODELS, get_model, list_models
+from infocam.models.registry import ARCHITECTURES, MODELS, get_model, list_models, load_classifier
 from infocam.models.weights import load_weights
 
 __all__ = [
     "ADL",
+    "ARCHITECTURES",
     "MNISTCNN",
     "MODELS",
     "GAPClassifier",
@@ -18,6 +19,7 @@ __all__ = [
     "inception_loss",
     "inception_v3",
     "list_models",
+    "load_classifier",
     "load_weights",
     "mnist_cnn",
     "resnet18_gap",
