@@ -263,7 +263,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="dataset folder, if it moved since training")
     _add_wsol_eval_arguments(p)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", help="output folder (default RUN/eval)")
@@ -273,11 +273,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import torch
+
     from infocam.experiments.wsol import evaluate_run, format_table, load_trained
 
     run, model = load_trained(args.run, args.checkpoint)
     data = run.data(args.data_root)
     out = Path(args.out) if args.out else Path(args.run) / "eval"
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = evaluate_run(
         model,
         data,
@@ -286,7 +289,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         regions=args.regions,
         thresholds=args.thresholds,
         batch_size=args.batch_size,
-        device=args.device,
+        device=device,
         workers=args.workers,
         quiet=args.quiet,
     )

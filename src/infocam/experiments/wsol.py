@@ -645,7 +645,8 @@ def reproduce_wsol(
                 f"{name}: trained {len(trained.history)} epoch(s) in {train_s:.0f} s, best "
                 f"epoch {trained.best_epoch} (val top-1 {100 * (trained.best_metric or 0):.2f}%)"
             )
-            ev_device = device or str(next(model.parameters()).device)
+            ev_device = torch.device(device or next(trained.model.parameters()).device)
+            ev_workers = workers if workers is not None else (4 if ev_device.type == "cuda" else 0)
             result = evaluate_run(
                 trained.model,
                 data,
@@ -655,6 +656,7 @@ def reproduce_wsol(
                 thresholds=thresholds,
                 batch_size=train_kw.get("batch_size", 64),
                 device=ev_device,
+                workers=ev_workers,
                 quiet=quiet,
             )
             log(f"{name}: evaluated in {result['seconds']:.0f} s")
