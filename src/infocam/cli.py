@@ -208,7 +208,7 @@ def _run_train(args: argparse.Namespace) -> int:
         load_wsol_data,
         train_wsol,
     )
-    from infocam.training import config_from_args
+    from infocam.training import config_from_args, seed_everything
 
     if args.out is None:
         raise ValueError("--out is required (the run folder)")
@@ -221,6 +221,7 @@ def _run_train(args: argparse.Namespace) -> int:
         n_test=args.n_test,
         seed=args.seed,
     )
+    seed_everything(args.seed)  # the initial weights depend on --seed only
     model = build_wsol_model(
         args.arch,
         data.num_classes,

@@ -40,7 +40,14 @@ from infocam.experiments.wsol_eval import (
     evaluate_wsol,
     wsol_collate,
 )
-from infocam.training import TrainConfig, TrainResult, fit, load_checkpoint, load_model_state
+from infocam.training import (
+    TrainConfig,
+    TrainResult,
+    fit,
+    load_checkpoint,
+    load_model_state,
+    seed_everything,
+)
 from infocam.training.checkpoint import atomic_write, write_json
 
 __all__ = [
@@ -613,6 +620,7 @@ def reproduce_wsol(
             run_dir = out / name
             w = weights.get(arch, protocol["weights"])
             w = None if w in (None, "none") else w
+            seed_everything(seed)  # the initial weights depend on the seed only
             model = build_wsol_model(
                 arch, data.num_classes, adl=use_adl, weights=w, in_channels=data.in_channels
             )
