@@ -14,9 +14,9 @@
 
 The synthetic default (``cluttered-digits``) is sized to finish in well under 30 minutes on
 two busy CPU cores: 96 x 96 canvases, 6,000 training / 1,000 validation / 2,000 test images,
-``small_gap_cnn`` (12 x 12 maps), 6 epochs of Adam (lr 2e-3, cosine) at batch 64. Measured
-about 0.85 s per step with one thread on a loaded machine: 564 steps, about 8 minutes per
-model plus about 1 minute of evaluation, 2 models (without and with ADL).
+``small_gap_cnn`` (12 x 12 maps), 6 epochs of Adam (lr 2e-3, cosine) at batch 64: 564 steps
+per model, 2 models (without and with ADL). Measured with one thread on a shared machine:
+0.5-1.4 s per step, 12-18 minutes for the whole protocol (evaluation about 1 minute a model).
 """
 
 from __future__ import annotations
