@@ -8,8 +8,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from infocam.cam import load_classifier
 from infocam.cli import main
+from infocam.models import load_classifier
 
 
 @pytest.fixture(scope="module")

