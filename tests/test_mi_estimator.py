@@ -47,6 +47,60 @@ def test_estimate_is_close_to_ground_truth(two_gaussians, softmax):
     assert 0.75 < est.accuracy_ < 0.9
 
 
+def test_one_cycle_schedule_runs_all_epochs_and_is_accurate(two_gaussians):
+    g, x, y = two_gaussians
+    truth = g.mutual_information().value
+    params = {**FAST, "max_epochs": 10, "patience": 10, "lr_schedule": "onecycle"}
+    est = ClassifierMIEstimator(cv=3, random_state=0, **params)
+    mi = est.fit_estimate(x, y)
+    assert est.n_epochs_ == 10 and all(1 <= e <= 10 for e in est.best_epochs_)
+    assert abs(mi.value - truth) < max(0.03, 3 * mi.stderr), (mi, truth)
+    again = ClassifierMIEstimator(cv=3, random_state=0, **params).fit_estimate(x, y)
+    assert again.value == mi.value
+
+
+def test_one_cycle_learning_rate_warms_up_then_decays():
+    from infocam._fit import fit_stacked
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 2, generator=g)
+    y = (x[:, 0] > 0).long()
+    idx = torch.arange(400)
+    seen = []
+    orig = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return orig(self, *args, **kwargs)
+
+    torch.optim.AdamW.step = spy
+    try:
+        fit_stacked(
+            x,
+            y,
+            [idx[:300]],
+            [idx[300:]],
+            torch.zeros(1, 2),
+            num_classes=2,
+            hidden=(4,),
+            lr=0.1,
+            weight_decay=0.0,
+            batch_size=30,
+            max_epochs=10,
+            patience=10,
+            seed=0,
+            schedule="onecycle",
+        )
+    finally:
+        torch.optim.AdamW.step = orig
+    peak = seen.index(max(seen))
+    assert len(seen) == 100 and max(seen) == pytest.approx(0.1)
+    assert seen[0] == pytest.approx(0.01) and 5 <= peak <= 15
+    assert (
+        seen[-1] < 0.01 * 0.1 and seen == sorted(seen[: peak + 1]) + sorted(seen[peak + 1 :])[::-1]
+    )
+
+
 def test_same_seed_same_numbers_and_seed_matters(two_gaussians):
     _, x, y = two_gaussians
     a = ClassifierMIEstimator(random_state=3, **FAST).fit_estimate(x, y)
@@ -139,6 +193,7 @@ def test_bad_input_errors():
     bad(x, y, "softmax must be", softmax="logistic")
     bad(x, y, "cv must be", cv=1)
     bad(x, y, "val_fraction", val_fraction=1.5)
+    bad(x, y, "lr_schedule must be", lr_schedule="step")
     with pytest.raises(ValueError, match="test_fraction"):
         ClassifierMIEstimator(**FAST).fit_estimate(x, y, test_fraction=0.0)
     with pytest.raises(ValueError, match="X must be 2-D"):

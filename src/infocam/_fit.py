@@ -127,6 +127,7 @@ def fit_stacked(
     max_epochs: int,
     patience: int,
     seed: int,
+    schedule: str = "constant",
     progress: bool = False,
 ) -> FitResult:
     """Train one member per (train_set, val_set) pair with early stopping on validation loss.
@@ -147,6 +148,22 @@ def fit_stacked(
     batch = min(batch_size, steps_len)
     steps = max(steps_len // batch, 1)
 
+    sched = None
+    if schedule == "onecycle":
+        # Linear warm-up over the first 10% of the steps to ``lr``, then cosine decay to ~0 at
+        # ``max_epochs``: large steps early, small ones when the validation loss flattens.
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=lr,
+            total_steps=max_epochs * steps,
+            pct_start=0.1,
+            anneal_strategy="cos",
+            cycle_momentum=False,
+            div_factor=10.0,
+            final_div_factor=100.0,
+        )
+    elif schedule != "constant":
+        raise ValueError(f"schedule must be 'constant' or 'onecycle'; got {schedule!r}")
     best = [torch.inf] * k
     best_epoch = [0] * k
     stale = [0] * k
@@ -167,6 +184,8 @@ def fit_stacked(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
         model.eval()
         val = member_losses(model, x, y, val_idx, val_mask, offsets).tolist()
         history.append(val)

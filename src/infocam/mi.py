@@ -167,6 +167,11 @@ class ClassifierMIEstimator:
       that split; off by default: on the paper's mixtures it changed the estimate by less
       than 1e-4 nat, and on small data (a few dozen validation samples) it over-sharpens
       (T -> 1/4) and a single confident mistake costs tens of nats.
+    * ``lr_schedule="onecycle"`` warms the learning rate up linearly over the first 10% of
+      the steps (from ``lr / 10`` to ``lr``) and decays it by a cosine to ``lr / 1000`` at
+      ``max_epochs``; validation still picks each member's best epoch. On the paper's mixtures
+      5 such epochs at ``lr=1e-2``, batch 1024, match 18-38 constant-rate epochs with early
+      stopping (``infocam reproduce mi`` uses it). Default ``"constant"``.
     * ``n_ensemble > 1`` averages the members' posteriors ``q = mean_k q_k(y|x)``.
     * ``fit_estimate`` with ``cv=K`` cross-fits: K stratified folds, every sample's PMI comes
       from members that never saw it, so all N samples are used to estimate (``stderr``
@@ -198,6 +203,7 @@ class ClassifierMIEstimator:
         batch_size: int = 256,
         max_epochs: int = 200,
         patience: int = 10,
+        lr_schedule: str = "constant",
         val_fraction: float = 0.2,
         device: str | torch.device | None = None,
         random_state: int = 0,
@@ -213,6 +219,7 @@ class ClassifierMIEstimator:
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
+        self.lr_schedule = lr_schedule
         self.val_fraction = val_fraction
         self.device = device
         self.random_state = random_state
@@ -242,6 +249,10 @@ class ClassifierMIEstimator:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if self.lr_schedule not in ("constant", "onecycle"):
+            raise ValueError(
+                f"lr_schedule must be 'constant' or 'onecycle'; got {self.lr_schedule!r}"
+            )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction!r}")
         if not self.lr > 0 or not self.weight_decay >= 0:
@@ -335,6 +346,7 @@ class ClassifierMIEstimator:
             max_epochs=self.max_epochs,
             patience=self.patience,
             seed=self.random_state,
+            schedule=self.lr_schedule,
             progress=self.progress,
         )
         self._stack = result.model
@@ -485,6 +497,7 @@ _ESTIMATOR_PARAMS = (
     "batch_size",
     "max_epochs",
     "patience",
+    "lr_schedule",
     "val_fraction",
     "device",
     "random_state",
