@@ -256,3 +256,27 @@ def test_balanced_data_pc_and_softmax_are_the_same_fit():
     pc = ClassifierMIEstimator("pc", cv=3, **FAST).fit_estimate(x, y)
     sm = ClassifierMIEstimator("softmax", cv=3, **FAST).fit_estimate(x, y)
     assert pc.value == pytest.approx(sm.value, abs=1e-4)
+
+
+def test_select_features_keeps_the_informative_ones_chosen_on_validation():
+    g = GaussianMixture(torch.tensor([[-1.5, 0.0], [1.5, 0.0], [0.0, 2.0]]))
+    x, y = g.sample(3000, seed=0)
+    x = torch.cat([x, torch.randn(3000, 8, generator=torch.Generator().manual_seed(1))], 1)
+    params = {**FAST, "max_epochs": 30, "patience": 30, "lr_schedule": "onecycle"}
+    est = ClassifierMIEstimator(cv=2, random_state=0, select_features=True, **params)
+    mi = est.fit_estimate(x, y)
+    losses = est.selection_val_loss_
+    assert sorted(losses) == [1, 2, 3, 5, 10]
+    assert est.n_features_selected_ == min(losses, key=losses.get) < 10
+    mask = est.feature_mask_
+    assert mask.shape == (2, 10) and bool((mask.sum(1) == est.n_features_selected_).all())
+    assert bool((mask[:, :2] == 1).all())  # both informative features kept by every member
+    truth = g.mutual_information(200_000, seed=0).value
+    assert abs(mi.value - truth) < max(0.05, 3 * mi.stderr), (mi, truth)
+    # The plain member modules reproduce the masked stacked members (dropped inputs: 0 weight).
+    xs = est._standardise(x[:50].double())
+    stacked = est._stack(xs.expand(2, -1, -1))
+    for j, net in enumerate(est.models_):
+        torch.testing.assert_close(net(xs), stacked[j], rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="select_features"):
+        ClassifierMIEstimator(select_features="yes").fit(x, y)
