@@ -359,7 +359,8 @@ class ClassifierMIEstimator:
             )  # fmt: skip
 
         if self.select_features:
-            result = self._select_features(fit, xs.shape[1], len(splits))
+            n_train = min(int(tr.numel()) for tr in train_sets)
+            result = self._select_features(fit, xs.shape[1], len(splits), n_train)
         else:
             result = fit()
             self.feature_mask_ = None
@@ -379,7 +380,7 @@ class ClassifierMIEstimator:
         self.n_epochs_ = result.epochs_run
         self.models_ = [result.model.member(j) for j in range(len(splits))]
 
-    def _select_features(self, fit: Any, d: int, k: int) -> Any:
+    def _select_features(self, fit: Any, d: int, k: int, n_train: int) -> Any:
         """Screen, rank and keep the top features per member; the count is chosen on validation.
 
         A screening fit (one hidden layer of 100, weight decay 0.3, 10 one-cycle epochs at
@@ -388,9 +389,10 @@ class ClassifierMIEstimator:
         20, 50, ... and D, every member trains on its own top c features; the c with the
         lowest mean validation cross-entropy wins. The test samples are never looked at.
         """
+        # Batches of up to 1024 but at least ~20 steps an epoch (small data would get 10 steps).
         screen = fit(
             hidden=(100,), weight_decay=0.3, lr=1e-2, schedule="onecycle",
-            max_epochs=10, patience=10, batch_size=1024,
+            max_epochs=10, patience=10, batch_size=max(32, min(1024, n_train // 20)),
         )  # fmt: skip
         norms = screen.model.weights[0].detach().norm(dim=2)  # (K, D)
         order = norms.argsort(dim=1, descending=True)
