@@ -47,6 +47,60 @@ def test_estimate_is_close_to_ground_truth(two_gaussians, softmax):
     assert 0.75 < est.accuracy_ < 0.9
 
 
+def test_one_cycle_schedule_runs_all_epochs_and_is_accurate(two_gaussians):
+    g, x, y = two_gaussians
+    truth = g.mutual_information().value
+    params = {**FAST, "max_epochs": 10, "patience": 10, "lr_schedule": "onecycle"}
+    est = ClassifierMIEstimator(cv=3, random_state=0, **params)
+    mi = est.fit_estimate(x, y)
+    assert est.n_epochs_ == 10 and all(1 <= e <= 10 for e in est.best_epochs_)
+    assert abs(mi.value - truth) < max(0.03, 3 * mi.stderr), (mi, truth)
+    again = ClassifierMIEstimator(cv=3, random_state=0, **params).fit_estimate(x, y)
+    assert again.value == mi.value
+
+
+def test_one_cycle_learning_rate_warms_up_then_decays():
+    from infocam._fit import fit_stacked
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 2, generator=g)
+    y = (x[:, 0] > 0).long()
+    idx = torch.arange(400)
+    seen = []
+    orig = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return orig(self, *args, **kwargs)
+
+    torch.optim.AdamW.step = spy
+    try:
+        fit_stacked(
+            x,
+            y,
+            [idx[:300]],
+            [idx[300:]],
+            torch.zeros(1, 2),
+            num_classes=2,
+            hidden=(4,),
+            lr=0.1,
+            weight_decay=0.0,
+            batch_size=30,
+            max_epochs=10,
+            patience=10,
+            seed=0,
+            schedule="onecycle",
+        )
+    finally:
+        torch.optim.AdamW.step = orig
+    peak = seen.index(max(seen))
+    assert len(seen) == 100 and max(seen) == pytest.approx(0.1)
+    assert seen[0] == pytest.approx(0.01) and 5 <= peak <= 15
+    assert (
+        seen[-1] < 0.01 * 0.1 and seen == sorted(seen[: peak + 1]) + sorted(seen[peak + 1 :])[::-1]
+    )
+
+
 def test_same_seed_same_numbers_and_seed_matters(two_gaussians):
     _, x, y = two_gaussians
     a = ClassifierMIEstimator(random_state=3, **FAST).fit_estimate(x, y)
@@ -139,6 +193,7 @@ def test_bad_input_errors():
     bad(x, y, "softmax must be", softmax="logistic")
     bad(x, y, "cv must be", cv=1)
     bad(x, y, "val_fraction", val_fraction=1.5)
+    bad(x, y, "lr_schedule must be", lr_schedule="step")
     with pytest.raises(ValueError, match="test_fraction"):
         ClassifierMIEstimator(**FAST).fit_estimate(x, y, test_fraction=0.0)
     with pytest.raises(ValueError, match="X must be 2-D"):
@@ -201,3 +256,27 @@ def test_balanced_data_pc_and_softmax_are_the_same_fit():
     pc = ClassifierMIEstimator("pc", cv=3, **FAST).fit_estimate(x, y)
     sm = ClassifierMIEstimator("softmax", cv=3, **FAST).fit_estimate(x, y)
     assert pc.value == pytest.approx(sm.value, abs=1e-4)
+
+
+def test_select_features_keeps_the_informative_ones_chosen_on_validation():
+    g = GaussianMixture(torch.tensor([[-1.5, 0.0], [1.5, 0.0], [0.0, 2.0]]))
+    x, y = g.sample(3000, seed=0)
+    x = torch.cat([x, torch.randn(3000, 8, generator=torch.Generator().manual_seed(1))], 1)
+    params = {**FAST, "max_epochs": 30, "patience": 30, "lr_schedule": "onecycle"}
+    est = ClassifierMIEstimator(cv=2, random_state=0, select_features=True, **params)
+    mi = est.fit_estimate(x, y)
+    losses = est.selection_val_loss_
+    assert sorted(losses) == [1, 2, 3, 5, 10]
+    assert est.n_features_selected_ == min(losses, key=losses.get) < 10
+    mask = est.feature_mask_
+    assert mask.shape == (2, 10) and bool((mask.sum(1) == est.n_features_selected_).all())
+    assert bool((mask[:, :2] == 1).all())  # both informative features kept by every member
+    truth = g.mutual_information(200_000, seed=0).value
+    assert abs(mi.value - truth) < max(0.05, 3 * mi.stderr), (mi, truth)
+    # The plain member modules reproduce the masked stacked members (dropped inputs: 0 weight).
+    xs = est._standardise(x[:50].double())
+    stacked = est._stack(xs.expand(2, -1, -1))
+    for j, net in enumerate(est.models_):
+        torch.testing.assert_close(net(xs), stacked[j], rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="select_features"):
+        ClassifierMIEstimator(select_features="yes").fit(x, y)

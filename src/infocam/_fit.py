@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -33,6 +33,7 @@ class StackedMLP(nn.Module):
         num_classes: int,
         hidden: Sequence[int],
         generator: torch.Generator,
+        input_mask: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         sizes = [in_features, *hidden, num_classes]
@@ -46,13 +47,16 @@ class StackedMLP(nn.Module):
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
         self.hidden = tuple(int(h) for h in hidden)
+        # Optional (K, 1, D) 0/1 mask: member k sees only its selected input features.
+        mask = None if input_mask is None else input_mask.float().reshape(k, 1, in_features)
+        self.register_buffer("input_mask", mask)
 
     @property
     def k(self) -> int:
         return self.weights[0].shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x
+        h = x if self.input_mask is None else x * self.input_mask
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = torch.baddbmm(b, h, w)
@@ -66,8 +70,11 @@ class StackedMLP(nn.Module):
         net = mlp(w0.shape[1], self.weights[-1].shape[2], self.hidden)
         linears = [m for m in net if isinstance(m, nn.Linear)]
         with torch.no_grad():
-            for lin, w, b in zip(linears, self.weights, self.biases, strict=True):
-                lin.weight.copy_(w[j].T)
+            for i, (lin, w, b) in enumerate(zip(linears, self.weights, self.biases, strict=True)):
+                wj = w[j]
+                if i == 0 and self.input_mask is not None:  # a dropped input has zero weights
+                    wj = wj * self.input_mask[j, 0, :, None]
+                lin.weight.copy_(wj.T)
                 lin.bias.copy_(b[j, 0])
         return net.to(w0.device)
 
@@ -127,6 +134,8 @@ def fit_stacked(
     max_epochs: int,
     patience: int,
     seed: int,
+    schedule: str = "constant",
+    input_mask: torch.Tensor | None = None,
     progress: bool = False,
 ) -> FitResult:
     """Train one member per (train_set, val_set) pair with early stopping on validation loss.
@@ -135,11 +144,12 @@ def fit_stacked(
     ``offsets[k] = log p_k`` gives the PC-softmax loss (same gradient), zeros plain softmax.
     Each member keeps the parameters of its epoch with the lowest validation loss and stops
     counting after ``patience`` epochs without improvement; training ends when all have.
+    ``input_mask`` (K, D) of 0/1: member k sees only the features where it is 1.
     """
     device = x.device
     k = len(train_sets)
     gen = torch.Generator().manual_seed(int(seed))
-    model = StackedMLP(k, x.shape[1], num_classes, hidden, gen).to(device)
+    model = StackedMLP(k, x.shape[1], num_classes, hidden, gen, input_mask).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     offsets = offsets.to(device=device, dtype=x.dtype)
     val_idx, val_mask = (t.to(device) for t in _pad_indices(val_sets))
@@ -147,6 +157,11 @@ def fit_stacked(
     batch = min(batch_size, steps_len)
     steps = max(steps_len // batch, 1)
 
+    sched = None
+    if schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _one_cycle(max_epochs * steps))
+    elif schedule != "constant":
+        raise ValueError(f"schedule must be 'constant' or 'onecycle'; got {schedule!r}")
     best = [torch.inf] * k
     best_epoch = [0] * k
     stale = [0] * k
@@ -167,6 +182,8 @@ def fit_stacked(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
         model.eval()
         val = member_losses(model, x, y, val_idx, val_mask, offsets).tolist()
         history.append(val)
@@ -190,6 +207,28 @@ def fit_stacked(
             p.copy_(saved)
     model.eval()
     return FitResult(model, best_epoch, best, epoch, history)
+
+
+def _one_cycle(total: int, warmup: float = 0.1) -> Callable[[int], float]:
+    """The lr factor at step ``s`` of ``total``: one cycle (as ``torch``'s ``OneCycleLR`` with
+    ``pct_start=warmup``, cosine annealing, ``div_factor=10``, ``final_div_factor=100``).
+
+    Cosine rise from 1/10 to 1 over the first ``warmup`` of the steps, then cosine decay to
+    1/1000 at the last step: large steps early, small ones when the validation loss flattens.
+    Unlike ``OneCycleLR`` it accepts a handful of steps (no warm-up when it would be empty).
+    """
+    peak, last = warmup * total - 1.0, total - 1.0
+
+    def anneal(start: float, end: float, pct: float) -> float:
+        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1.0)
+
+    def factor(step: int) -> float:
+        if peak > 0 and step <= peak:
+            return anneal(0.1, 1.0, step / peak)
+        lo = max(peak, 0.0)
+        return anneal(1.0, 1e-3, min((step - lo) / (last - lo), 1.0)) if last > lo else 1.0
+
+    return factor
 
 
 def fit_temperature(logits: torch.Tensor, y: torch.Tensor, offset: torch.Tensor) -> float:

@@ -316,7 +316,7 @@ def _add_reproduce_mi(sub: argparse._SubParsersAction) -> None:
         help="balanced samples per class (paper: 12000); imbalanced scaled alike",
     )
     p.add_argument("--cv", type=int, default=5, help="cross-fitting folds (default 5)")
-    p.add_argument("--max-epochs", type=int, default=200)
+    p.add_argument("--max-epochs", type=int, default=5, help="one-cycle epochs (default 5)")
     p.add_argument("--truth-samples", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)

@@ -167,6 +167,15 @@ class ClassifierMIEstimator:
       that split; off by default: on the paper's mixtures it changed the estimate by less
       than 1e-4 nat, and on small data (a few dozen validation samples) it over-sharpens
       (T -> 1/4) and a single confident mistake costs tens of nats.
+    * ``lr_schedule="onecycle"`` warms the learning rate up (cosine) over the first 10% of
+      the steps (from ``lr / 10`` to ``lr``) and decays it by a cosine to ``lr / 1000`` at
+      ``max_epochs``; validation still picks each member's best epoch. On the paper's mixtures
+      5 such epochs at ``lr=1e-2``, batch 1024, match 18-38 constant-rate epochs with early
+      stopping (``infocam reproduce mi`` uses it). Default ``"constant"``.
+    * ``select_features=True`` (for many features of which few inform): each member ranks
+      its inputs with a screening fit on its own training split and keeps its top ``c``;
+      ``c`` is chosen on validation cross-entropy (see ``_select_features``). Sets
+      ``n_features_selected_``, ``feature_mask_`` (K, D) and ``selection_val_loss_``.
     * ``n_ensemble > 1`` averages the members' posteriors ``q = mean_k q_k(y|x)``.
     * ``fit_estimate`` with ``cv=K`` cross-fits: K stratified folds, every sample's PMI comes
       from members that never saw it, so all N samples are used to estimate (``stderr``
@@ -198,6 +207,8 @@ class ClassifierMIEstimator:
         batch_size: int = 256,
         max_epochs: int = 200,
         patience: int = 10,
+        lr_schedule: str = "constant",
+        select_features: bool = False,
         val_fraction: float = 0.2,
         device: str | torch.device | None = None,
         random_state: int = 0,
@@ -213,6 +224,8 @@ class ClassifierMIEstimator:
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
+        self.lr_schedule = lr_schedule
+        self.select_features = select_features
         self.val_fraction = val_fraction
         self.device = device
         self.random_state = random_state
@@ -242,6 +255,12 @@ class ClassifierMIEstimator:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if not isinstance(self.select_features, bool):
+            raise TypeError(f"select_features must be True or False; got {self.select_features!r}")
+        if self.lr_schedule not in ("constant", "onecycle"):
+            raise ValueError(
+                f"lr_schedule must be 'constant' or 'onecycle'; got {self.lr_schedule!r}"
+            )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction!r}")
         if not self.lr > 0 or not self.weight_decay >= 0:
@@ -321,22 +340,30 @@ class ClassifierMIEstimator:
         offsets = priors.log() if self.softmax == "pc" else torch.zeros_like(priors)
         xs = self._standardise(x)
         td = t.to(xs.device)
-        result = fit_stacked(
-            xs,
-            td,
-            [tr for tr, _ in splits],
-            [va for _, va in splits],
-            offsets.float(),
-            num_classes=m,
-            hidden=tuple(self.hidden),
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            batch_size=self.batch_size,
-            max_epochs=self.max_epochs,
-            patience=self.patience,
-            seed=self.random_state,
-            progress=self.progress,
-        )
+        train_sets, val_sets = [tr for tr, _ in splits], [va for _, va in splits]
+
+        def fit(mask: torch.Tensor | None = None, **over: Any) -> Any:
+            config = {
+                "hidden": tuple(self.hidden),
+                "lr": self.lr,
+                "weight_decay": self.weight_decay,
+                "batch_size": self.batch_size,
+                "max_epochs": self.max_epochs,
+                "patience": self.patience,
+                "schedule": self.lr_schedule,
+                **over,
+            }
+            return fit_stacked(
+                xs, td, train_sets, val_sets, offsets.float(), num_classes=m,
+                seed=self.random_state, input_mask=mask, progress=self.progress, **config,
+            )  # fmt: skip
+
+        if self.select_features:
+            n_train = min(int(tr.numel()) for tr in train_sets)
+            result = self._select_features(fit, xs.shape[1], len(splits), n_train)
+        else:
+            result = fit()
+            self.feature_mask_ = None
         self._stack = result.model
         temps = torch.ones(len(splits), dtype=torch.float64)
         if self.temperature:
@@ -352,6 +379,36 @@ class ClassifierMIEstimator:
         self.val_loss_ = result.best_val_loss
         self.n_epochs_ = result.epochs_run
         self.models_ = [result.model.member(j) for j in range(len(splits))]
+
+    def _select_features(self, fit: Any, d: int, k: int, n_train: int) -> Any:
+        """Screen, rank and keep the top features per member; the count is chosen on validation.
+
+        A screening fit (one hidden layer of 100, weight decay 0.3, 10 one-cycle epochs at
+        lr 1e-2) ranks each member's inputs by the norm of their first-layer weights (learnt
+        from that member's training split only). Then, for each count c in 1, 2, 3, 5, 10,
+        20, 50, ... and D, every member trains on its own top c features; the c with the
+        lowest mean validation cross-entropy wins. The test samples are never looked at.
+        """
+        # Batches of up to 1024 but at least ~20 steps an epoch (small data would get 10 steps).
+        screen = fit(
+            hidden=(100,), weight_decay=0.3, lr=1e-2, schedule="onecycle",
+            max_epochs=10, patience=10, batch_size=max(32, min(1024, n_train // 20)),
+        )  # fmt: skip
+        norms = screen.model.weights[0].detach().norm(dim=2)  # (K, D)
+        order = norms.argsort(dim=1, descending=True)
+        grid = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+        counts = sorted({c for c in grid if c < d} | {d})
+        best, self.selection_val_loss_ = None, {}
+        for c in counts:
+            mask = torch.zeros(k, d, device=norms.device)
+            mask.scatter_(1, order[:, :c], 1.0)
+            result = fit(mask if c < d else None)
+            loss = sum(result.best_val_loss) / k
+            self.selection_val_loss_[c] = loss
+            if best is None or loss < best[0]:
+                best = (loss, c, mask if c < d else None, result)
+        _, self.n_features_selected_, self.feature_mask_, result = best
+        return result
 
     def _standardise(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean_) / self.scale_).float()
@@ -485,6 +542,8 @@ _ESTIMATOR_PARAMS = (
     "batch_size",
     "max_epochs",
     "patience",
+    "lr_schedule",
+    "select_features",
     "val_fraction",
     "device",
     "random_state",

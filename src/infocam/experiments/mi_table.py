@@ -47,6 +47,12 @@ PAPER_TABLE2: dict[str, dict[int, dict[str, Any]]] = {
         10: {"acc": "95 / 96", "mc": 1.48, "softmax": 1.36, "pc": 1.34},
     },
 }
+# Training schedule (measured, see the README): one-cycle (10% cosine warm-up to LR, cosine
+# decay) over EPOCHS epochs, keeping each member's epoch of lowest validation loss. Against
+# a constant lr 3e-3 with early stopping (patience 5: 18-38 epochs) it is 4-5x faster and
+# no less accurate.
+EPOCHS = 5
+LR = 1e-2
 TOLERANCE = 0.01  # nats: the target for cells where the estimator's assumption holds
 
 
@@ -88,7 +94,7 @@ def run(
     samples_per_class: int | None = None,
     cv: int = 5,
     hidden: Sequence[int] = (100, 100, 100),
-    max_epochs: int = 200,
+    max_epochs: int = EPOCHS,
     truth_samples: int = 1_000_000,
     seed: int = 0,
     quiet: bool = False,
@@ -136,8 +142,9 @@ def run(
                     hidden,
                     cv=cv,
                     batch_size=batch_size,
-                    lr=3e-3,
-                    patience=5,
+                    lr=LR,
+                    lr_schedule="onecycle",
+                    patience=max_epochs,  # the schedule ends training; validation picks
                     max_epochs=max_epochs,
                     random_state=seed,
                     device=device,
@@ -160,8 +167,8 @@ def run(
             "cv": cv,
             "hidden": list(hidden),
             "batch_size": batch_size,
-            "lr": 3e-3,
-            "patience": 5,
+            "lr": LR,
+            "lr_schedule": "onecycle",
             "max_epochs": max_epochs,
             "truth_samples": truth_samples,
             "seed": seed,
