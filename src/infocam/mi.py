@@ -588,20 +588,25 @@ def _split_counts_error(t: torch.Tensor, where: str, counts: torch.Tensor) -> No
         )
 
 
+def _rank_within_class(labels: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank of each sample among the samples of its class, in the given order (vectorised),
+    and the class counts."""
+    sort = torch.sort(labels, stable=True)
+    counts = torch.bincount(labels, minlength=m)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(labels)
+    rank[sort.indices] = torch.arange(labels.numel()) - starts[sort.values]
+    return rank, counts
+
+
 def _stratified_split(
     t: torch.Tensor, idx: torch.Tensor, fraction: float, gen: torch.Generator, name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Split ``idx`` into (rest, held) with ``round(fraction * n_c)`` of each class held."""
     m = int(t.max()) + 1
-    sub = t[idx]
     order = idx[torch.randperm(idx.numel(), generator=gen)]
     labels = t[order]
-    # Rank of each sample within its class in the shuffled order (vectorised, no loops).
-    sort = torch.sort(labels, stable=True)
-    counts = torch.bincount(sub, minlength=m)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.empty_like(labels)
-    rank[sort.indices] = torch.arange(labels.numel()) - starts[sort.values]
+    rank, counts = _rank_within_class(labels, m)
     n_held = torch.round(counts.double() * fraction).long()
     held_mask = rank < n_held[labels]
     held, rest = order[held_mask], order[~held_mask]
@@ -614,12 +619,7 @@ def _stratified_folds(t: torch.Tensor, k: int, gen: torch.Generator) -> list[tor
     """K stratified folds: within each class, shuffled samples are dealt round-robin."""
     m = int(t.max()) + 1
     order = torch.randperm(t.numel(), generator=gen)
-    labels = t[order]
-    sort = torch.sort(labels, stable=True)
-    counts = torch.bincount(t, minlength=m)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.empty_like(labels)
-    rank[sort.indices] = torch.arange(labels.numel()) - starts[sort.values]
+    rank, _ = _rank_within_class(t[order], m)
     fold = rank % k
     folds = [order[fold == f] for f in range(k)]
     for f in folds:
