@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from infocam.cam import METHODS, CAMExtractor
+from infocam.cam import METHODS, CAMExtractor, class_activation_maps
 from infocam.errors import CorruptImageError
 from infocam.localization import box_iou, boxes_from_maps, normalize_maps, upsample_maps
 
@@ -185,12 +185,20 @@ def localize_images(
         x = torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div(255)
         x = ((x - mean) / std)[None]
         maps, boxes = {}, {}
-        res = None
+        # One forward pass: the other methods' maps are einsums on the same features.
+        res = extractor(x, target=None if target is None else [target], method="cam", region=region)
+        assert res.target is not None
+        fc_weight = dict(model.named_modules())[extractor.classifier_].weight
         for m in METHODS:
-            res = extractor(x, target=None if target is None else [target], method=m, region=region)
-            maps[m] = normalize_maps(upsample_maps(res.maps, image_size))
+            raw = (
+                res.maps
+                if m == "cam"
+                else class_activation_maps(
+                    res.features, fc_weight, res.target, m, region, res.logits
+                )
+            )
+            maps[m] = normalize_maps(upsample_maps(raw, image_size))
             boxes[m] = boxes_from_maps(maps[m], threshold)[0].tolist()
-        assert res is not None and res.target is not None
         probs = res.logits.float().softmax(1)[0]
         cls = int(res.target[0])
         gt = None if gt_box is None else _resize_box(gt_box, original, image_size)
