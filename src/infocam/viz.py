@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from infocam._imagenet import IMAGENET_MEAN, IMAGENET_STD
 from infocam.cam import METHODS, CAMExtractor, class_activation_maps
 from infocam.errors import CorruptImageError
 from infocam.localization import box_iou, boxes_from_maps, normalize_maps, upsample_maps
@@ -30,8 +31,6 @@ __all__ = [
     "summary_figure",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PRED_COLOUR = (0, 200, 0)
 GT_COLOUR = (230, 0, 0)
 METHOD_TITLES = {"cam": "CAM", "infocam": "infoCAM", "infocam+": "infoCAM+"}

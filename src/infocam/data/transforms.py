@@ -31,6 +31,8 @@ import torchvision.transforms.v2.functional as F
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
+from infocam._imagenet import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -48,8 +50,6 @@ __all__ = [
     "wsol_transform",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 Image_ = Image.Image | torch.Tensor
 BoxTransform = Callable[[Any, torch.Tensor], tuple[Any, torch.Tensor]]
