@@ -148,7 +148,7 @@ def test_missing_unsafe_and_non_state_dict_files(tmp_path):
         small_gap_cnn(3, weights=42)
 
 
-def test_torchvision_name_offline_says_where_to_put_the_file(tmp_path, monkeypatch):
+def test_torchvision_name_offline_says_where_to_put_the_file(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 
     def offline(*args, **kwargs):
@@ -159,6 +159,25 @@ def test_torchvision_name_offline_says_where_to_put_the_file(tmp_path, monkeypat
     with pytest.raises(FileNotFoundError) as info:
         resnet18_gap(3, weights="IMAGENET1K_V1")
     assert str(target) in str(info.value) and "TORCH_HOME" in str(info.value)
+    assert capfd.readouterr().err == ""  # no "Downloading: ..." line before the error
+
+
+def test_torchvision_name_downloads_into_the_cache_with_hash_prefix(
+    tmp_path, monkeypatch, tv_resnet18_state
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append((url, hash_prefix, progress))
+        torch.save(tv_resnet18_state, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    model = resnet18_gap(3, weights="IMAGENET1K_V1")
+    assert calls == [(ResNet18_Weights.IMAGENET1K_V1.url, "f37072fd", False)]
+    assert (tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth").is_file()
+    expected = tv_resnet18_state["conv1.weight"]
+    torch.testing.assert_close(model.features.conv1.weight, expected, rtol=0, atol=0)
 
 
 def test_torchvision_name_reads_the_cached_file(tmp_path, monkeypatch, tv_resnet18_state):
@@ -186,3 +205,40 @@ def test_bad_torchvision_names():
         resnet18_gap(3, weights=ResNet50_Weights.IMAGENET1K_V1)
     with pytest.raises(ValueError, match="small_gap_cnn has no torchvision weights"):
         small_gap_cnn(3, weights="IMAGENET1K_V1")
+
+
+def test_load_classifier_torchvision_name_uses_the_cache_quietly(tmp_path, monkeypatch, capfd):
+    from infocam.models.registry import load_classifier
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = torchvision.models.ShuffleNet_V2_X0_5_Weights.IMAGENET1K_V1
+    target = tmp_path / "hub" / "checkpoints" / Path(weights.url).name
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network in this test")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(FileNotFoundError) as info:
+        load_classifier("shufflenet_v2_x0_5", "IMAGENET1K_V1")
+    assert str(target) in str(info.value)
+    assert capfd.readouterr().err == ""
+
+    torch.manual_seed(0)
+    state = torchvision.models.shufflenet_v2_x0_5().state_dict()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, target)
+    for name in ("IMAGENET1K_V1", "DEFAULT", "ShuffleNet_V2_X0_5_Weights.IMAGENET1K_V1"):
+        model = load_classifier("shufflenet_v2_x0_5", name)
+        assert not model.training
+        torch.testing.assert_close(model.fc.weight, state["fc.weight"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="ResNet50_Weights"):
+        load_classifier("shufflenet_v2_x0_5", "ResNet50_Weights.IMAGENET1K_V1")
+
+
+def test_load_classifier_our_arch_with_a_torchvision_name_says_what_to_use():
+    from infocam.models.registry import load_classifier
+
+    with pytest.raises(ValueError, match=r"resnet18_gap takes a weights file.*'resnet50'"):
+        load_classifier("resnet18_gap", "IMAGENET1K_V1")
+    with pytest.raises(FileNotFoundError, match=r"nope\.pt"):
+        load_classifier("resnet18_gap", "nope.pt")

