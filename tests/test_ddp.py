@@ -93,3 +93,26 @@ def test_cuda_device_requested_without_cuda_is_explained():
         setup_distributed("cuda")
     with pytest.raises(ValueError, match="device must be"):
         setup_distributed("tpu:x")
+
+
+@pytest.mark.slow
+def test_wsol_evaluation_sharded_over_two_processes_equals_one(tmp_path):
+    """Validation 9 images (shards 4 + 5), test 11 (5 + 6): every count summed once."""
+    worker_path = ROOT / "tests" / "_wsol_eval_worker.py"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    _run([*torchrun, "--nproc_per_node", "2", str(worker_path), "--save",
+          str(tmp_path / "ddp.pt")])  # fmt: skip
+    spec = importlib.util.spec_from_file_location("_wsol_eval_worker", worker_path)
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    one = worker.run()
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=False)
+    assert ddp["world"] == 2
+    assert ddp["settings"] == one["settings"]
+    assert ddp["val_grid"] == one["val_grid"]
+    assert ddp["test"] == one["test"]
+    assert all(s["n"] == 11 for s in ddp["test"].values())
+    # rank 0's shard starts the data set: its examples are the first images
+    assert ddp["examples"]["labels"] == one["examples"]["labels"] == [0, 1, 2]
+    for a, b in zip(ddp["examples"]["images"], one["examples"]["images"], strict=True):
+        assert torch.equal(a, b)

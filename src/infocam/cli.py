@@ -485,14 +485,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from infocam.experiments.wsol import evaluate_run, format_table, load_trained
+    from infocam.training import setup_distributed
 
     run, model = load_trained(args.run, args.checkpoint)
     data = run.data(args.data_root)
     out = Path(args.out) if args.out else Path(args.run) / "eval"
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # under torchrun each process scores a shard; the counts are summed over processes
+    ctx = setup_distributed(args.device)
     result = evaluate_run(
         model,
         data,
@@ -501,10 +501,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         regions=args.regions,
         thresholds=args.thresholds,
         batch_size=args.batch_size,
-        device=device,
+        device=ctx.device,
         workers=args.workers,
-        quiet=args.quiet,
+        quiet=args.quiet or not ctx.is_main,
     )
+    if not ctx.is_main:
+        return 0  # rank 0 reports
     row = {"model": run.arch, "adl": run.adl, **result}
     print(format_table([row]))
     print(f"wrote {out / 'results.json'}, {out / 'table.md'}, {out / 'figure.png'}")

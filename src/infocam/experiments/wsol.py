@@ -49,6 +49,7 @@ from infocam.training import (
     seed_everything,
 )
 from infocam.training.checkpoint import atomic_write, write_json
+from infocam.training.distributed import rank_and_world
 
 __all__ = [
     "DATASETS",
@@ -409,6 +410,11 @@ def load_trained(folder: str | Path, checkpoint: str = "best") -> tuple[WSOLRun,
     return run, model.eval()
 
 
+def _is_main() -> bool:
+    """Rank 0 of the process group (``torchrun`` initialises it in training), or no group."""
+    return rank_and_world()[0] == 0
+
+
 def _write_text(path: Path, text: str) -> None:
     data = text.encode("utf-8")
     atomic_write(path, lambda f: f.write(data))
@@ -453,7 +459,7 @@ def evaluate_run(
     )
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["n_val"], result["n_test"] = len(data.val), len(data.test)
-    if out is not None:
+    if out is not None and _is_main():  # under torchrun, rank 0 writes
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_json(_json_ready(result), out / "results.json")
@@ -677,7 +683,7 @@ def reproduce_wsol(
                     **_json_ready(result),
                 }
             )
-            if len(rows) == 1:
+            if len(rows) == 1 and _is_main():
                 save_figure(
                     result["examples"], out / "figure.png", f"{dataset}: {name}", data.classes
                 )
@@ -702,6 +708,8 @@ def reproduce_wsol(
         "seconds": round(time.perf_counter() - t_start, 1),
     }
     table = format_table(rows, dataset)
+    if not _is_main():  # under torchrun all processes hold the same scores; rank 0 writes
+        return summary
     write_json(summary, out / "results.json")
     _write_text(out / "table.md", table + "\n")
     log(table)

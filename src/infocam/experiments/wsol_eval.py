@@ -15,6 +15,12 @@ For a trained GAP classifier and a dataset of ``(image, label, boxes)`` items:
 :func:`evaluate_wsol` runs the three steps; the test split is never seen by the selection.
 Maps are computed for the TRUE class (GT-known protocol); Top-1 Loc additionally needs a
 correct top-1 prediction, as in the paper and wsolevaluation.
+
+Under ``torchrun`` (an initialised ``torch.distributed`` group) each process scores one
+contiguous shard of the data (no padding, nothing counted twice) and the evaluators' integer
+counters are summed over the processes before any score is read, so every process ends with
+the single-process numbers; rank 0's shard starts the data set, so its ``examples`` are the
+first images.
 """
 
 from __future__ import annotations
@@ -25,16 +31,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from infocam.cam import METHODS, CAMExtractor, class_activation_maps
 from infocam.localization import (
     LocalizationEvaluator,
     MaxBoxAccEvaluator,
+    _all_reduce,
     normalize_maps,
     upsample_maps,
 )
+from infocam.training.distributed import rank_and_world
 
 __all__ = [
     "DEFAULT_REGIONS",
@@ -97,6 +105,36 @@ def _extractor(model: nn.Module) -> CAMExtractor:
     return CAMExtractor(model)
 
 
+def _shard(data: Dataset) -> Dataset:
+    """This process's contiguous share of ``data`` (all of it outside distributed runs)."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return data
+    n = len(data)  # type: ignore[arg-type]
+    return Subset(data, range(rank * n // world, (rank + 1) * n // world))
+
+
+def _sum_over_processes(evaluators: Sequence[Any]) -> None:
+    """Sum every evaluator's counters over the processes, in one collective (in place)."""
+    if rank_and_world()[1] == 1:
+        return
+    parts = [t for ev in evaluators for t in _counters(ev)]
+    (flat,) = _all_reduce([torch.cat([t.reshape(-1) for t in parts])])
+    start = 0
+    for ev in evaluators:
+        summed = []
+        for t in _counters(ev):
+            summed.append(flat[start : start + t.numel()].reshape(t.shape).to(t.dtype))
+            start += t.numel()
+        ev.counts = summed[0]
+        if len(summed) > 1:
+            ev.n = summed[1].reshape(())
+
+
+def _counters(ev: Any) -> list[torch.Tensor]:
+    return [ev.counts, ev.n] if isinstance(ev, MaxBoxAccEvaluator) else [ev.counts]
+
+
 def _batches(
     model: nn.Module,
     data: Dataset,
@@ -112,7 +150,11 @@ def _batches(
         raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
     extractor = _extractor(model)
     loader = DataLoader(
-        data, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=wsol_collate
+        _shard(data),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=wsol_collate,
     )
     model.to(device)
     for images, labels, boxes in tqdm(loader, desc=desc, disable=quiet, leave=False):
@@ -166,7 +208,6 @@ def localization_grid(
         for r in regions
         for t in thresholds
     }
-    n = 0
     for images, labels, logits, gts, feats, weight in _batches(
         model,
         data,
@@ -176,13 +217,13 @@ def localization_grid(
         quiet=quiet,
         desc="select (val)",
     ):
-        n += labels.shape[0]
         for m in methods:
             for r in regions:
                 maps = _maps(feats, weight, labels, logits, m, r, images.shape[-2:])
                 for t in thresholds:
                     evs[m, r, t].update(maps, gts, labels, logits)
-    if n == 0:
+    _sum_over_processes(list(evs.values()))
+    if int(next(iter(evs.values())).counts[0]) == 0:  # counts[0]: images seen, all processes
         raise ValueError("data is empty: nothing to evaluate")
     return {
         m: torch.tensor(
@@ -270,6 +311,7 @@ def evaluate_localization(
             examples["labels"].extend(labels[:room].cpu().tolist())
             examples["pred"].extend(logits[:room].argmax(1).cpu().tolist())
             examples["gt"].extend(g.cpu().tolist() for g in gts[:room])
+    _sum_over_processes([*loc.values(), *mba.values()])
     scores = {}
     for m in settings:
         if int(loc[m].counts[0]) == 0:

@@ -16,7 +16,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "all_reduce_sum", "gather_rows", "setup_distributed"]
+__all__ = ["DistContext", "all_reduce_sum", "gather_rows", "rank_and_world", "setup_distributed"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,13 @@ class DistContext:
     def is_main(self) -> bool:
         """Rank 0: the only process that prints and writes files."""
         return self.rank == 0
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the initialised process group; ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _env_int(name: str, default: int) -> int:
