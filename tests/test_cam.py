@@ -290,3 +290,39 @@ def test_extractor_argument_errors():
 def test_public_names():
     for name in ("class_activation_maps", "CAMExtractor"):
         assert hasattr(infocam, name)
+
+
+@pytest.mark.parametrize("region", [2, 3, 4, 6])
+def test_centered_padding_is_the_mean_of_the_four_windows_and_flip_equivariant(region):
+    maps = torch.randn(2, 7, 9, dtype=torch.float64)
+    got = region_filter(maps, region, "centered")
+    # reference: mean of the r x r window sums anchored with each of the four corner offsets
+    h, w = maps.shape[-2:]
+    x = maps.numpy()
+    ref = np.zeros_like(x)
+    offsets = [(region - 1) // 2, region // 2]  # cells up/left of the centre, either way
+    for up in set(offsets):
+        for left in set(offsets):
+            part = np.zeros_like(x)
+            for i in range(h):
+                for j in range(w):
+                    rows = slice(max(i - up, 0), max(min(i - up + region, h), 0))
+                    cols = slice(max(j - left, 0), max(min(j - left + region, w), 0))
+                    part[:, i, j] = x[:, rows, cols].sum((1, 2))
+            ref += part / len(set(offsets)) ** 2
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12, atol=1e-12)
+    for dims in ((-1,), (-2,), (-2, -1)):
+        flipped = region_filter(maps.flip(dims), region, "centered")
+        torch.testing.assert_close(flipped, got.flip(dims))
+    if region % 2:
+        torch.testing.assert_close(got, region_filter(maps, region, "same"))
+    else:  # the torch-"same" window is not centred: a flip moves it
+        same = region_filter(maps, region, "same")
+        assert not torch.allclose(region_filter(maps.flip(-1), region, "same"), same.flip(-1))
+
+
+def test_centered_padding_through_class_activation_maps():
+    feats, weight, target = _data()
+    got = class_activation_maps(feats, weight, target, "infocam", 4, region_padding="centered")
+    plain = class_activation_maps(feats, weight, target, "infocam")
+    torch.testing.assert_close(got, region_filter(plain, 4, "centered"))

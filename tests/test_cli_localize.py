@@ -44,6 +44,9 @@ def test_localize_writes_overlays_and_grid(files, capsys):
     assert tuple(px[y1, x1 + 5]) == (230, 0, 0)
     with Image.open(grid) as im:
         assert im.size[0] > 2 * im.size[1]  # three panels side by side
+    argv[argv.index("--region") + 1] = "4"
+    assert main(["localize", *argv, "--region-padding", "centered"]) == 0
+    assert "infocam+ box [" in capsys.readouterr().out
 
 
 def test_localize_errors_are_one_line(files, capsys):

@@ -19,6 +19,8 @@ from infocam.experiments.wsol import (
     reproduce_wsol,
 )
 from infocam.experiments.wsol_eval import (
+    BoxSetting,
+    evaluate_localization,
     evaluate_wsol,
     localization_grid,
     select_settings,
@@ -80,6 +82,23 @@ def test_selection_uses_validation_only():
     same_val = evaluate_wsol(model, val_core, val_core, regions=(1,), thresholds=thresholds)
     assert same_val["settings"] == out["settings"]
     assert all(t["gt_known_loc"] == 100.0 for t in same_val["test"].values())
+
+
+def test_region_padding_reaches_the_boxes():
+    """Core only (rows/cols 12..19), r = 4: torch's 'same' window grows the box 2 cells up-left
+    and 1 down-right; 'centered' grows it 2 each way, symmetric about the core."""
+    model, data = _known_model(), _Images(2, CORE)
+    data.img = (data.img == 1.0).float()
+    setting = {"cam": BoxSetting(4, 0.05, 0.0)}
+    boxes = {}
+    for padding in ("same", "centered"):
+        _, ex = evaluate_localization(model, data, setting, region_padding=padding, keep=1)
+        boxes[padding] = ex["boxes"]["cam"][0]
+    assert boxes == {"same": [10, 10, 20, 20], "centered": [10, 10, 21, 21]}
+    out = evaluate_wsol(model, data, data, regions=(2, 4), region_padding="centered")
+    assert out["val_grid"]["region_padding"] == "centered"
+    with pytest.raises(ValueError, match="region_padding"):
+        evaluate_wsol(model, data, data, region_padding="middle")
 
 
 def test_select_settings_ties_and_shapes():

@@ -15,8 +15,12 @@ with the contrast vector ``c``:
 The paper's region ``R`` sums the map over an ``r x r`` window around each cell:
 ``region_filter(map, r)`` equals ``conv2d(map, ones(r, r), padding="same")`` (zero outside the
 map, same output size; for even ``r`` the window reaches one more cell right/down, as torch's
-``padding="same"`` does). ``region_padding="full"`` gives the original code's full convolution
-(output ``h + r - 1`` by ``w + r - 1``) for anyone comparing with it. ``r = 1`` is no filter.
+``padding="same"`` does, so an even region's map sits half a cell up-left of the features).
+``region_padding="centered"`` centres even windows: the (r + 1)-tap kernel
+``[1/2, 1, ..., 1, 1/2]`` in each direction, the mean of the four r x r windows around the cell
+(the same sum r^2 of weights; identical to ``"same"`` for odd ``r``).
+``region_padding="full"`` gives the original code's full convolution (output ``h + r - 1`` by
+``w + r - 1``) for anyone comparing with it. ``r = 1`` is no filter.
 
 Everything is one ``einsum`` with no backward pass, runs under ``torch.inference_mode()`` on the
 features' device; float16/bfloat16 inputs are accumulated and returned in float32.
@@ -37,6 +41,7 @@ from infocam._validation import as_tensor, check_floating, check_target
 
 __all__ = [
     "METHODS",
+    "REGION_PADDINGS",
     "CAMExtractor",
     "CAMResult",
     "class_activation_maps",
@@ -46,7 +51,8 @@ __all__ = [
 
 METHODS = ("cam", "infocam", "infocam+")
 Method = Literal["cam", "infocam", "infocam+"]
-_PADDINGS = ("same", "full")
+REGION_PADDINGS = ("same", "centered", "full")
+RegionPadding = Literal["same", "centered", "full"]
 _POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)  # global pooling layers
 
 
@@ -64,8 +70,8 @@ def _check_method(method: str) -> str:
 def _check_region(region: Any, region_padding: str) -> int:
     if isinstance(region, bool) or not isinstance(region, int) or region < 1:
         raise ValueError(f"region must be an integer >= 1 (1 = no region filter); got {region!r}")
-    if region_padding not in _PADDINGS:
-        raise ValueError(f"region_padding must be one of {_PADDINGS}; got {region_padding!r}")
+    if region_padding not in REGION_PADDINGS:
+        raise ValueError(f"region_padding must be one of {REGION_PADDINGS}; got {region_padding!r}")
     return region
 
 
@@ -101,24 +107,30 @@ def contrast_weights(
 
 
 def region_filter(
-    maps: torch.Tensor, region: int, region_padding: Literal["same", "full"] = "same"
+    maps: torch.Tensor, region: int, region_padding: RegionPadding = "same"
 ) -> torch.Tensor:
     """Sum each map over an ``region x region`` window (zero outside the map).
 
     ``maps`` has shape (..., h, w). ``"same"`` keeps (h, w) and equals
-    ``conv2d(map, ones(r, r), padding="same")``; ``"full"`` returns (h + r - 1, w + r - 1).
+    ``conv2d(map, ones(r, r), padding="same")``; ``"centered"`` keeps (h, w) and, for even
+    ``r``, weights the window ``k k^T`` with ``k = [1/2, 1, ..., 1, 1/2]`` (r + 1 taps) centred
+    on the cell; ``"full"`` returns (h + r - 1, w + r - 1).
     """
     _check_region(region, region_padding)
     if region == 1:
         return maps
     lead, (h, w) = maps.shape[:-2], maps.shape[-2:]
     x = maps.reshape(-1, 1, h, w)
-    if region_padding == "same":
-        lo, hi = (region - 1) // 2, region // 2
-    else:
+    taps = torch.ones(region, dtype=x.dtype, device=x.device)
+    if region_padding == "centered" and region % 2 == 0:
+        taps = torch.cat([taps.new_tensor([0.5]), taps[1:], taps.new_tensor([0.5])])
+        lo = hi = region // 2
+    elif region_padding == "full":
         lo = hi = region - 1
+    else:  # "same" (and "centered" for odd r)
+        lo, hi = (region - 1) // 2, region // 2
     x = F.pad(x, (lo, hi, lo, hi))
-    kernel = torch.ones(1, 1, region, region, dtype=x.dtype, device=x.device)
+    kernel = torch.outer(taps, taps)[None, None]
     out = F.conv2d(x, kernel)
     return out.reshape(*lead, *out.shape[-2:])
 
@@ -131,7 +143,7 @@ def class_activation_maps(
     region: int = 1,
     logits: torch.Tensor | None = None,
     *,
-    region_padding: Literal["same", "full"] = "same",
+    region_padding: RegionPadding = "same",
 ) -> torch.Tensor:
     """CAM / infoCAM / infoCAM+ maps of ``target`` for features (N, K, h, w).
 
@@ -144,7 +156,8 @@ def class_activation_maps(
         logits: (N, M) the model's logits, used by ``"infocam+"`` to find the least likely
             class. When None it is ``mean_hw(features) @ fc_weight.T`` (bias ignored: pass the
             real logits if the head has a bias that could change the argmin).
-        region_padding: ``"same"`` (default) or ``"full"`` (the original code's convolution).
+        region_padding: ``"same"`` (default), ``"centered"`` (even windows centred on the
+            cell) or ``"full"`` (the original code's convolution).
 
     Returns:
         (N, h, w) maps, or (N, M, h, w) for ``target="all"`` (bigger with ``"full"`` padding),
@@ -392,7 +405,7 @@ class CAMExtractor:
         method: Method = "cam",
         region: int = 1,
         *,
-        region_padding: Literal["same", "full"] = "same",
+        region_padding: RegionPadding = "same",
     ) -> CAMResult:
         _check_method(method)
         _check_region(region, region_padding)

@@ -80,6 +80,7 @@ def _add_localize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, help="default: from the weights file")
     p.add_argument("--method", default="infocam+", choices=["cam", "infocam", "infocam+"])
     p.add_argument("--region", type=int, default=1, help="side r of the region R (default 1)")
+    _add_region_padding(p)
     p.add_argument("--threshold", type=float, default=0.2, help="box threshold (default 0.2)")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--target", type=int, help="class to localise (default: top-1)")
@@ -116,6 +117,7 @@ def _run_localize(args: argparse.Namespace) -> int:
         args.out,
         method=args.method,
         region=args.region,
+        region_padding=args.region_padding,
         threshold=args.threshold,
         image_size=args.image_size,
         gt_box=args.gt_box,
@@ -376,6 +378,16 @@ def _add_wsol_data_arguments(p: argparse.ArgumentParser, dataset_required: bool)
         p.add_argument(f"--n-{split}", type=int, help=f"use only this many {split} images")
 
 
+def _add_region_padding(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--region-padding",
+        choices=["same", "centered", "full"],
+        default="same",
+        help="region window: 'same' (torch's padding='same'; even r reach one cell right/down), "
+        "'centered' (even r centred on the cell), 'full' (the original code's convolution)",
+    )
+
+
 def _add_wsol_eval_arguments(p: argparse.ArgumentParser) -> None:
     from infocam.experiments.wsol_eval import DEFAULT_REGIONS, DEFAULT_THRESHOLDS
 
@@ -391,6 +403,7 @@ def _add_wsol_eval_arguments(p: argparse.ArgumentParser) -> None:
         default=list(DEFAULT_THRESHOLDS),
         help="box thresholds the validation split chooses from (default 0.05,...,0.95)",
     )
+    _add_region_padding(p)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -500,6 +513,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         label=run.arch + ("_adl" if run.adl else ""),
         regions=args.regions,
         thresholds=args.thresholds,
+        region_padding=args.region_padding,
         batch_size=args.batch_size,
         device=ctx.device,
         workers=args.workers,
@@ -581,6 +595,7 @@ def _run_reproduce_wsol(args: argparse.Namespace) -> int:
         train_overrides=overrides,
         regions=args.regions,
         thresholds=args.thresholds,
+        region_padding=args.region_padding,
         seed=args.seed,
         device=args.device,
         workers=args.workers,

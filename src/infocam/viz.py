@@ -156,6 +156,7 @@ def localize_images(
     *,
     method: str = "infocam+",
     region: int = 1,
+    region_padding: str = "same",
     threshold: float = 0.2,
     image_size: int = 224,
     gt_box: Sequence[int] | None = None,
@@ -167,6 +168,7 @@ def localize_images(
     Per image: ``<stem>_<method>.png`` (heat map of ``method`` with its box, and ``gt_box`` in
     red when given, in the original image's pixel coordinates) and ``<stem>_grid.png``
     (CAM | infoCAM | infoCAM+). The class is ``target`` or the top-1 prediction.
+    ``region`` / ``region_padding``: see :func:`infocam.class_activation_maps`.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -185,7 +187,8 @@ def localize_images(
         x = ((x - mean) / std)[None]
         maps, boxes = {}, {}
         # One forward pass: the other methods' maps are einsums on the same features.
-        res = extractor(x, target=None if target is None else [target], method="cam", region=region)
+        t = None if target is None else [target]
+        res = extractor(x, t, "cam", region, region_padding=region_padding)
         assert res.target is not None
         fc_weight = dict(model.named_modules())[extractor.classifier_].weight
         for m in METHODS:
@@ -193,7 +196,13 @@ def localize_images(
                 res.maps
                 if m == "cam"
                 else class_activation_maps(
-                    res.features, fc_weight, res.target, m, region, res.logits
+                    res.features,
+                    fc_weight,
+                    res.target,
+                    m,
+                    region,
+                    res.logits,
+                    region_padding=region_padding,
                 )
             )
             maps[m] = normalize_maps(upsample_maps(raw, image_size))

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from infocam.cam import METHODS, CAMExtractor, class_activation_maps
+from infocam.cam import METHODS, REGION_PADDINGS, CAMExtractor, class_activation_maps
 from infocam.localization import (
     LocalizationEvaluator,
     MaxBoxAccEvaluator,
@@ -88,6 +88,11 @@ def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
     if bad or not methods:
         raise ValueError(f"methods must be a non-empty subset of {METHODS}; got {methods!r}")
     return methods
+
+
+def _check_padding(region_padding: str) -> None:
+    if region_padding not in REGION_PADDINGS:
+        raise ValueError(f"region_padding must be one of {REGION_PADDINGS}; got {region_padding!r}")
 
 
 def _check_grid(regions: Sequence[int], thresholds: Sequence[float]) -> None:
@@ -173,10 +178,13 @@ def _maps(
     method: str,
     region: int,
     size: Sequence[int],
+    region_padding: str = "same",
 ) -> torch.Tensor:
     """The true class's maps at image size, min-max normalised to [0, 1]."""
     with torch.no_grad():
-        maps = class_activation_maps(features, weight, labels, method, region, logits)
+        maps = class_activation_maps(
+            features, weight, labels, method, region, logits, region_padding=region_padding
+        )
         return normalize_maps(upsample_maps(maps.float(), size))
 
 
@@ -188,6 +196,7 @@ def localization_grid(
     regions: Sequence[int] = DEFAULT_REGIONS,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     iou_threshold: float = 0.5,
+    region_padding: str = "same",
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     workers: int = 0,
@@ -201,6 +210,7 @@ def localization_grid(
     """
     methods = _check_methods(methods)
     _check_grid(regions, thresholds)
+    _check_padding(region_padding)
     device = torch.device(device)
     evs = {
         (m, r, t): LocalizationEvaluator(float(t), iou_threshold)
@@ -219,7 +229,7 @@ def localization_grid(
     ):
         for m in methods:
             for r in regions:
-                maps = _maps(feats, weight, labels, logits, m, r, images.shape[-2:])
+                maps = _maps(feats, weight, labels, logits, m, r, images.shape[-2:], region_padding)
                 for t in thresholds:
                     evs[m, r, t].update(maps, gts, labels, logits)
     _sum_over_processes(list(evs.values()))
@@ -262,6 +272,7 @@ def evaluate_localization(
     *,
     iou_threshold: float = 0.5,
     cam_curve_interval: float = 0.01,
+    region_padding: str = "same",
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     workers: int = 0,
@@ -278,6 +289,7 @@ def evaluate_localization(
     if not settings:
         raise ValueError("settings must name at least one method")
     _check_methods(list(settings))
+    _check_padding(region_padding)
     device = torch.device(device)
     loc = {m: LocalizationEvaluator(s.threshold, iou_threshold) for m, s in settings.items()}
     mba = {m: MaxBoxAccEvaluator(cam_curve_interval=cam_curve_interval) for m in settings}
@@ -300,7 +312,9 @@ def evaluate_localization(
     ):
         room = keep - len(examples["labels"])
         for m, s in settings.items():
-            maps = _maps(feats, weight, labels, logits, m, s.region, images.shape[-2:])
+            maps = _maps(
+                feats, weight, labels, logits, m, s.region, images.shape[-2:], region_padding
+            )
             boxes = loc[m].update(maps, gts, labels, logits)
             mba[m].update(maps, gts)
             if room > 0:
@@ -330,6 +344,7 @@ def evaluate_wsol(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     iou_threshold: float = 0.5,
     cam_curve_interval: float = 0.01,
+    region_padding: str = "same",
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     workers: int = 0,
@@ -341,8 +356,16 @@ def evaluate_wsol(
     Returns a JSON-ready dict: ``settings`` (the choice and its validation GT-known Loc),
     ``val_grid`` (GT-known Loc of the whole grid on validation), ``test`` (scores per method)
     and ``examples`` (not JSON: the first ``keep`` test images for a figure).
+    ``region_padding`` places the region window (``"centered"`` centres even sizes; see
+    :func:`infocam.class_activation_maps`).
     """
-    kw = {"batch_size": batch_size, "device": device, "workers": workers, "quiet": quiet}
+    kw = {
+        "batch_size": batch_size,
+        "device": device,
+        "workers": workers,
+        "quiet": quiet,
+        "region_padding": region_padding,
+    }
     grid = localization_grid(
         model,
         val_data,
@@ -366,6 +389,7 @@ def evaluate_wsol(
         "settings": {m: s.to_dict() for m, s in settings.items()},
         "val_grid": {
             "regions": list(regions),
+            "region_padding": region_padding,
             "thresholds": [float(t) for t in thresholds],
             "gt_known_loc": {m: g.tolist() for m, g in grid.items()},
         },
