@@ -31,6 +31,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* ----------------------------------------------------------------- 3 x 3 neighbourhoods */
 
@@ -407,22 +410,24 @@ static void sweep_image(Sweep *s, const uint32_t *order, const int32_t *start,
 
 /* ------------------------------------------------------------------------ row runs */
 
-/* A second method, per cut but O(rows) per cut on smooth maps. In a row whose mask is a
- * single run (call the row convex at that cut), the run is [A, B] with A the first pixel
- * > c and B the last; A and B for every cut come from the row's prefix / suffix maxima in
- * one pass. A row is not convex at c iff some pixel x has q(x) <= c < min(max q left of x,
- * max q right of x): those intervals of c are collected per row. A hole pixel has mask
- * pixels left and right of it in its row, so a cut whose rows are all convex has no holes,
- * and its 8-connected components are the runs of consecutive non-empty rows whose runs
- * touch. Cuts with a non-convex row are labelled run by run (components, and holes from
- * the background runs). Images with many non-convex rows use the sweeps instead. */
+/* A second method, per cut but O(rows) per cut on smooth maps. Call a row convex at cut c
+ * when its mask q > c is one run (or empty). A row is not convex at c iff some pixel x has
+ * q(x) <= c < min(max q left of x, max q right of x); one pass per row collects those cuts
+ * for the whole image. A hole pixel has mask pixels left and right of it in its row, so a
+ * cut whose rows are all convex has no holes, and its 8-connected components are the
+ * stretches of consecutive non-empty rows whose runs touch. The runs of rows y and y + 1
+ * touch iff c < tau[y] = max_x min(q(y, x), max(q(y + 1, x - 1 .. x + 1))), one number per
+ * pair of rows. The x-extent of a lone stretch is that of the whole mask (from the column
+ * maxima). Cuts with a non-convex row are labelled run by run (components, and holes from
+ * the background runs). Images with many such cuts use the sweeps instead. */
 
 typedef struct {
-    int32_t h, w, nlev;
+    int32_t h, w;
     const uint8_t *q;
-    uint16_t *a, *b;       /* (h, nlev): first / last pixel > levels[k] in row y */
-    uint8_t *rowmax;       /* (h,) */
-    uint64_t *gaps;        /* (h, 4): bit c set when row y is not convex at cut c */
+    uint8_t *rowmax, *colmax; /* (h,), (w,) */
+    uint8_t *tau;             /* (h,): rows y, y + 1 touch at cut c iff c < tau[y] */
+    uint64_t gaps[4];         /* bit c: some row is not convex at cut c */
+    uint64_t *bits;           /* (w + 63) / 64 words: one row's mask */
     /* runs of one cut (foreground, then background): extent, row, union-find parent, box
      * of the component at its root, whether it touches the border */
     int32_t *rx0, *rx1, *ry, *rpar, *bx0, *bx1, *by1;
@@ -441,55 +446,214 @@ static void set_bits(uint64_t *bits, int lo, int hi) /* [lo, hi) within 0..255 *
     }
 }
 
-static inline int test_bit(const uint64_t *bits, int c) { return (int)((bits[c >> 6] >> (c & 63)) & 1); }
-
-/* Per row: A, B for every cut, the row maximum and the cuts where the row is not convex.
- * first_ge[t] = index of the first level >= t (t in 0..256). Returns the number of
- * (row, cut) pairs that are not convex. */
-static Py_ssize_t analyse_rows(Runs *r, const int *levels, const int *first_ge,
-                               const uint64_t *need, uint8_t *pbuf)
+static inline int test_bit(const uint64_t *bits, int c)
 {
-    const int32_t h = r->h, w = r->w, nlev = r->nlev;
-    Py_ssize_t nonconvex = 0;
+    return (int)((bits[c >> 6] >> (c & 63)) & 1);
+}
+
+static inline int popcount64(uint64_t x)
+{
+#if defined(__GNUC__)
+    return __builtin_popcountll(x);
+#else
+    int n = 0;
+    for (; x; x &= x - 1)
+        n++;
+    return n;
+#endif
+}
+
+static inline int ctz64(uint64_t x) /* x != 0 */
+{
+#if defined(__GNUC__)
+    return __builtin_ctzll(x);
+#else
+    int n = 0;
+    for (; !(x & 1); x >>= 1)
+        n++;
+    return n;
+#endif
+}
+
+static inline uint8_t max8(uint8_t a, uint8_t b) { return a > b ? a : b; }
+static inline uint8_t min8(uint8_t a, uint8_t b) { return a < b ? a : b; }
+
+/* Gaps of one row: pixels with q(x) < m(x) = min(max left of x, max right of x), given
+ * pre[x] = max of row[0..x] and suf[x] = max of row[x..w-1]. The gap cuts of one valley
+ * share their upper end m, so [min q, m) is collected once per valley. */
+static inline void collect_gaps(Runs *r, const uint8_t *row, const uint8_t *pre,
+                                const uint8_t *suf, int32_t from, int32_t to, int *valley_m,
+                                int *valley_lo)
+{
+    for (int32_t x = from; x < to; x++) { /* 1 <= x <= w - 2 */
+        int v = row[x], m = min8(pre[x - 1], suf[x + 1]);
+        if (v >= m)
+            continue;
+        if (m != *valley_m) {
+            if (*valley_m >= 0)
+                set_bits(r->gaps, *valley_lo, *valley_m);
+            *valley_m = m;
+            *valley_lo = v;
+        } else if (v < *valley_lo) {
+            *valley_lo = v;
+        }
+    }
+}
+
+/* Row and column maxima, tau, and the cuts with a non-convex row. buf: 2 * w bytes. */
+static void analyse_rows(Runs *r, uint8_t *buf)
+{
+    const int32_t h = r->h, w = r->w;
+    uint8_t *pre = buf, *suf = buf + w;
+    memset(r->colmax, 0, (size_t)w);
+    r->gaps[0] = r->gaps[1] = r->gaps[2] = r->gaps[3] = 0;
     for (int32_t y = 0; y < h; y++) {
         const uint8_t *row = r->q + (Py_ssize_t)y * w;
-        uint16_t *a = r->a + (Py_ssize_t)y * nlev, *b = r->b + (Py_ssize_t)y * nlev;
-        uint64_t *gaps = r->gaps + 4 * (Py_ssize_t)y;
-        gaps[0] = gaps[1] = gaps[2] = gaps[3] = 0;
-        /* left to right: prefix maximum; the cuts in [old max, new max) start here */
-        int pm = -1;
-        for (int32_t x = 0; x < w; x++) {
-            int v = row[x];
-            pbuf[x] = (uint8_t)(pm < 0 ? 0 : pm); /* max left of x (pm < 0: none) */
-            if (v > pm) {
-                for (int k = first_ge[pm < 0 ? 0 : pm]; k < first_ge[v]; k++)
-                    a[k] = (uint16_t)x;
-                pm = v;
-            }
+        int32_t x = 0;
+        uint8_t pm = 0, sm = 0;
+#if defined(__SSE2__)
+        /* prefix maxima 16 at a time (log-step shifts), column maxima alongside */
+        __m128i carry = _mm_setzero_si128();
+        for (; x + 16 <= w; x += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(row + x));
+            __m128i cm = _mm_loadu_si128((const __m128i *)(r->colmax + x));
+            _mm_storeu_si128((__m128i *)(r->colmax + x), _mm_max_epu8(cm, v));
+            v = _mm_max_epu8(v, _mm_slli_si128(v, 1));
+            v = _mm_max_epu8(v, _mm_slli_si128(v, 2));
+            v = _mm_max_epu8(v, _mm_slli_si128(v, 4));
+            v = _mm_max_epu8(v, _mm_slli_si128(v, 8));
+            v = _mm_max_epu8(v, carry);
+            _mm_storeu_si128((__m128i *)(pre + x), v);
+            carry = _mm_set1_epi8((char)pre[x + 15]);
         }
-        for (int k = first_ge[pm < 0 ? 0 : pm]; k < nlev; k++)
-            if (levels[k] >= pm)
-                a[k] = (uint16_t)w; /* empty at this cut */
-        r->rowmax[y] = (uint8_t)pm;
-        /* right to left: suffix maximum, and the gaps q(x) <= c < min(left, right) */
-        int sm = -1;
-        for (int32_t x = w - 1; x >= 0; x--) {
-            int v = row[x];
-            if (x > 0 && sm >= 0) {
-                int m = pbuf[x] < sm ? pbuf[x] : sm; /* x > 0: pbuf[x] is a real maximum */
-                if (v < m)
-                    set_bits(gaps, v, m);
-            }
-            if (v > sm) {
-                for (int k = first_ge[sm < 0 ? 0 : sm]; k < first_ge[v]; k++)
-                    b[k] = (uint16_t)x;
-                sm = v;
-            }
+        pm = x ? pre[x - 1] : 0;
+#endif
+        for (; x < w; x++) {
+            pm = max8(pm, row[x]);
+            pre[x] = pm;
+            r->colmax[x] = max8(r->colmax[x], row[x]);
         }
-        for (int i = 0; i < 4; i++)
-            nonconvex += __builtin_popcountll(gaps[i] & need[i]);
+        r->rowmax[y] = pm;
+        x = w;
+#if defined(__SSE2__)
+        carry = _mm_setzero_si128();
+        for (; x - 16 >= 0; x -= 16) { /* suffix maxima, right to left */
+            __m128i v = _mm_loadu_si128((const __m128i *)(row + x - 16));
+            v = _mm_max_epu8(v, _mm_srli_si128(v, 1));
+            v = _mm_max_epu8(v, _mm_srli_si128(v, 2));
+            v = _mm_max_epu8(v, _mm_srli_si128(v, 4));
+            v = _mm_max_epu8(v, _mm_srli_si128(v, 8));
+            v = _mm_max_epu8(v, carry);
+            _mm_storeu_si128((__m128i *)(suf + x - 16), v);
+            carry = _mm_set1_epi8((char)suf[x - 16]);
+        }
+        sm = x < w ? suf[x] : 0;
+#endif
+        for (; x > 0; x--) {
+            sm = max8(sm, row[x - 1]);
+            suf[x - 1] = sm;
+        }
+        /* gaps: only where q(x) < min(pre[x - 1], suf[x + 1]) */
+        int valley_m = -1, valley_lo = 256;
+        x = 1;
+#if defined(__SSE2__)
+        for (; x + 16 <= w - 1; x += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(row + x));
+            __m128i m = _mm_min_epu8(_mm_loadu_si128((const __m128i *)(pre + x - 1)),
+                                     _mm_loadu_si128((const __m128i *)(suf + x + 1)));
+            __m128i below = _mm_subs_epu8(m, v); /* > 0 where v < m */
+            if (_mm_movemask_epi8(_mm_cmpeq_epi8(below, _mm_setzero_si128())) != 0xFFFF)
+                collect_gaps(r, row, pre, suf, x, x + 16, &valley_m, &valley_lo);
+        }
+#endif
+        collect_gaps(r, row, pre, suf, x, w - 1, &valley_m, &valley_lo);
+        if (valley_m >= 0)
+            set_bits(r->gaps, valley_lo, valley_m);
+        if (y + 1 < h) { /* tau: the best meeting of row y with row y + 1 dilated by one */
+            const uint8_t *next = row + w;
+            uint8_t t = 0;
+            x = 0;
+#if defined(__SSE2__)
+            if (w >= 18) {
+                __m128i tv = _mm_setzero_si128();
+                for (x = 1; x + 17 <= w; x += 16) {
+                    __m128i d = _mm_max_epu8(
+                        _mm_loadu_si128((const __m128i *)(next + x)),
+                        _mm_max_epu8(_mm_loadu_si128((const __m128i *)(next + x - 1)),
+                                     _mm_loadu_si128((const __m128i *)(next + x + 1))));
+                    tv = _mm_max_epu8(tv, _mm_min_epu8(
+                                              _mm_loadu_si128((const __m128i *)(row + x)), d));
+                }
+                uint8_t lanes[16];
+                _mm_storeu_si128((__m128i *)lanes, tv);
+                for (int j = 0; j < 16; j++)
+                    t = max8(t, lanes[j]);
+                /* x = 0 and the tail in the scalar loop below (x = 0 is redone: harmless) */
+                int32_t tail = x;
+                for (x = 0; x < w; x = (x == 0 ? tail : x + 1)) {
+                    uint8_t d = next[x];
+                    if (x > 0)
+                        d = max8(d, next[x - 1]);
+                    if (x + 1 < w)
+                        d = max8(d, next[x + 1]);
+                    t = max8(t, min8(row[x], d));
+                }
+                x = w;
+            }
+#endif
+            for (; x < w; x++) {
+                uint8_t d = next[x];
+                if (x > 0)
+                    d = max8(d, next[x - 1]);
+                if (x + 1 < w)
+                    d = max8(d, next[x + 1]);
+                t = max8(t, min8(row[x], d));
+            }
+            r->tau[y] = t;
+        }
     }
-    return nonconvex;
+}
+
+/* Runs of row[x] > c: bit x of bits (one pass, 16 pixels per SSE2 compare), then the
+ * runs from bit scans. Returns their number; x0, x1 get the first and last pixels. */
+static int32_t row_runs(const uint8_t *row, int32_t w, int c, uint64_t *bits, int32_t *x0,
+                        int32_t *x1)
+{
+    const int32_t nwords = (w + 63) >> 6;
+    memset(bits, 0, sizeof(uint64_t) * (size_t)nwords);
+    int32_t x = 0;
+#if defined(__SSE2__)
+    const __m128i flip = _mm_set1_epi8((char)0x80), cut = _mm_set1_epi8((char)(c ^ 0x80));
+    for (; x + 16 <= w; x += 16) { /* unsigned q > c as signed (q ^ 0x80) > (c ^ 0x80) */
+        __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + x)), flip);
+        uint64_t m = (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpgt_epi8(v, cut));
+        bits[x >> 6] |= m << (x & 63); /* x is a multiple of 16: no straddling */
+    }
+#endif
+    for (; x < w; x++)
+        bits[x >> 6] |= (uint64_t)(row[x] > c) << (x & 63);
+    int32_t n = 0, word = 0;
+    uint64_t cur = bits[0];
+    for (;;) {
+        while (cur == 0) { /* next set bit: a run starts */
+            if (++word == nwords)
+                return n;
+            cur = bits[word];
+        }
+        int32_t start = word * 64 + ctz64(cur);
+        cur = ~cur & (~(uint64_t)0 << (start & 63)); /* now look for the next clear bit */
+        while (cur == 0) {
+            if (++word == nwords)
+                break;
+            cur = ~bits[word];
+        }
+        int32_t stop = cur ? word * 64 + ctz64(cur) : w;
+        x0[n] = start;
+        x1[n++] = (stop < w ? stop : w) - 1;
+        if (stop >= w)
+            return n;
+        cur = bits[word] & (~(uint64_t)0 << (stop & 63));
+    }
 }
 
 static inline int32_t run_find(int32_t *par, int32_t i)
@@ -566,34 +730,18 @@ static double best_of_components(Runs *r, int32_t first, int32_t last, int holes
     return best;
 }
 
-/* Best IoU at cut levels[k] = c by labelling runs (the cut has a non-convex row). */
-static double label_cut(Runs *r, int k, int c)
+/* Best IoU at cut c by labelling runs (the cut has a non-convex row). */
+static double label_cut(Runs *r, int c)
 {
-    const int32_t h = r->h, w = r->w, nlev = r->nlev;
+    const int32_t h = r->h, w = r->w;
     int32_t n = 0;
-    /* foreground runs, row by row */
-    for (int32_t y = 0; y < h; y++) {
+    for (int32_t y = 0; y < h; y++) { /* foreground runs, row by row */
         r->fgstart[y] = n;
         if (r->rowmax[y] <= c)
             continue;
-        if (!test_bit(r->gaps + 4 * (Py_ssize_t)y, c)) { /* convex: one run [A, B] */
-            r->rx0[n] = r->a[(Py_ssize_t)y * nlev + k];
-            r->rx1[n] = r->b[(Py_ssize_t)y * nlev + k];
-            r->ry[n++] = y;
-            continue;
-        }
-        const uint8_t *row = r->q + (Py_ssize_t)y * w;
-        for (int32_t x = 0; x < w;) {
-            while (x < w && row[x] <= c)
-                x++;
-            if (x == w)
-                break;
-            r->rx0[n] = x;
-            while (x < w && row[x] > c)
-                x++;
-            r->rx1[n] = x - 1;
-            r->ry[n++] = y;
-        }
+        n += row_runs(r->q + (Py_ssize_t)y * w, w, c, r->bits, r->rx0 + n, r->rx1 + n);
+        for (int32_t i = r->fgstart[y]; i < n; i++)
+            r->ry[i] = y;
     }
     r->fgstart[h] = n;
     for (int32_t i = 0; i < n; i++) {
@@ -629,47 +777,73 @@ static double label_cut(Runs *r, int k, int c)
     return hole > best ? hole : best;
 }
 
-/* best[k] for every cut; all cuts with only convex rows take the fast path. */
-static void runs_image(Runs *r, const int *levels, int nlev, double *best)
+/* First and last column of the mask at every cut: colA[k], colB[k] (levels ascending). */
+static void column_extents(const Runs *r, const int *levels, int nlev, int32_t *colA,
+                           int32_t *colB)
+{
+    int32_t x = 0, z = r->w - 1;
+    uint8_t pm = 0, sm = 0; /* prefix / suffix maxima of colmax */
+    for (int k = 0; k < nlev; k++) {
+        while (x < r->w && (pm = max8(pm, r->colmax[x])) <= levels[k])
+            x++;
+        while (z >= 0 && (sm = max8(sm, r->colmax[z])) <= levels[k])
+            z--;
+        colA[k] = x;
+        colB[k] = z;
+    }
+}
+
+/* x-extent of the mask q > c over rows y0..y1 (the fast path with several stretches). */
+static void stretch_extent(Runs *r, int c, int32_t y0, int32_t y1, int32_t *x0, int32_t *x1)
+{
+    int32_t lo = r->w, hi = -1;
+    for (int32_t y = y0; y <= y1; y++) {
+        const uint8_t *row = r->q + (Py_ssize_t)y * r->w;
+        int32_t a = 0, b = r->w - 1;
+        while (row[a] <= c) /* the row is not empty */
+            a++;
+        while (row[b] <= c)
+            b--;
+        lo = a < lo ? a : lo;
+        hi = b > hi ? b : hi;
+    }
+    *x0 = lo;
+    *x1 = hi;
+}
+
+/* best[k] for every cut; cuts whose rows are all convex take the fast path. */
+static void runs_image(Runs *r, const int *levels, int nlev, double *best, int32_t *colA,
+                       int32_t *colB)
 {
     const int32_t h = r->h;
-    uint64_t any_gap[4] = {0, 0, 0, 0};
-    for (int32_t y = 0; y < h; y++)
-        for (int i = 0; i < 4; i++)
-            any_gap[i] |= r->gaps[4 * (Py_ssize_t)y + i];
+    column_extents(r, levels, nlev, colA, colB);
     for (int k = 0; k < nlev; k++) {
         const int c = levels[k];
         double b = -1.0;
-        if (test_bit(any_gap, c)) {
-            b = label_cut(r, k, c);
+        if (test_bit(r->gaps, c)) {
+            b = label_cut(r, c);
         } else {
-            /* components: maximal stretches of non-empty rows whose runs touch */
-            int32_t open = 0, x0 = 0, x1 = 0, y0 = 0, pa = 0, pb = 0;
-            for (int32_t y = 0; y <= h; y++) {
-                int on = y < h && r->rowmax[y] > c;
-                int32_t ra = 0, rb = 0;
-                if (on) {
-                    ra = r->a[(Py_ssize_t)y * nlev + k];
-                    rb = r->b[(Py_ssize_t)y * nlev + k];
+            /* components: maximal stretches of non-empty rows whose runs touch (rows
+             * first .. last of stretch i in rx0[i], rx1[i]) */
+            int32_t nst = 0;
+            for (int32_t y = 0; y < h; y++) {
+                if (r->rowmax[y] <= c)
+                    continue;
+                if (nst > 0 && r->rx1[nst - 1] == y - 1 && r->tau[y - 1] > c) {
+                    r->rx1[nst - 1] = y;
+                } else {
+                    r->rx0[nst] = r->rx1[nst] = y;
+                    nst++;
                 }
-                if (open && !(on && ra <= pb + 1 && pa <= rb + 1)) { /* close it */
-                    double iou = box_iou(r, x0, y0, x1, y - 1, 0);
-                    if (iou > b)
-                        b = iou;
-                    open = 0;
-                }
-                if (on) {
-                    if (!open) {
-                        open = 1;
-                        x0 = ra;
-                        x1 = rb;
-                        y0 = y;
-                    } else {
-                        x0 = ra < x0 ? ra : x0;
-                        x1 = rb > x1 ? rb : x1;
-                    }
-                    pa = ra;
-                    pb = rb;
+            }
+            if (nst == 1) { /* one component: the mask's box */
+                b = box_iou(r, colA[k], r->rx0[0], colB[k], r->rx1[0], 0);
+            } else {
+                for (int32_t i = 0; i < nst; i++) {
+                    int32_t x0, x1;
+                    stretch_extent(r, c, r->rx0[i], r->rx1[i], &x0, &x1);
+                    double iou = box_iou(r, x0, r->rx0[i], x1, r->rx1[i], 0);
+                    b = iou > b ? iou : b;
                 }
             }
         }
@@ -694,33 +868,69 @@ typedef struct {
     Py_ssize_t bad_image;
 } Job;
 
-/* q = (uint8)(map * 255) as numpy's float64 astype (truncation). Returns max(q), or -1
- * when a value is outside [0, 1] (or NaN). */
+/* q = (uint8)(map * 255) as numpy's float64 astype (truncation), for one value. */
+static inline uint8_t quantise1(double v, int *bad)
+{
+    *bad |= !(v >= 0.0 && v <= 1.0);
+    v = v >= 0.0 ? (v <= 1.0 ? v : 1.0) : 0.0; /* keeps the cast defined (NaN -> 0) */
+    return (uint8_t)(v * 255.0);
+}
+
+#if defined(__SSE2__)
+/* Eight values at once, the same arithmetic: clamp (NaN -> 0), times 255 in double,
+ * truncate, pack to bytes. ok keeps the lanes that were in [0, 1]. */
+static inline __m128i quantise8(const __m128d v[4], __m128d *ok)
+{
+    const __m128d zero = _mm_setzero_pd(), one = _mm_set1_pd(1.0), k255 = _mm_set1_pd(255.0);
+    __m128i t[4];
+    for (int j = 0; j < 4; j++) {
+        *ok = _mm_and_pd(*ok, _mm_and_pd(_mm_cmpge_pd(v[j], zero), _mm_cmple_pd(v[j], one)));
+        __m128d c = _mm_min_pd(_mm_max_pd(v[j], zero), one); /* max(NaN, 0) is 0 */
+        t[j] = _mm_cvttpd_epi32(_mm_mul_pd(c, k255));
+    }
+    __m128i w16 = _mm_packs_epi32(_mm_unpacklo_epi64(t[0], t[1]), _mm_unpacklo_epi64(t[2], t[3]));
+    return _mm_packus_epi16(w16, w16);
+}
+#endif
+
+/* Quantise one map into q. Returns max(q), or -1 when a value is outside [0, 1] (or NaN). */
 static int quantise(const Job *job, Py_ssize_t img, uint8_t *q)
 {
     const Py_ssize_t npix = job->h * job->w;
     int bad = 0;
     unsigned qmax = 0;
-    if (job->is_double) {
-        const double *m = (const double *)job->maps + img * npix;
-        for (Py_ssize_t i = 0; i < npix; i++) {
-            double v = m[i];
-            bad |= !(v >= 0.0 && v <= 1.0);
-            v = v >= 0.0 ? (v <= 1.0 ? v : 1.0) : 0.0; /* keeps the cast defined (NaN -> 0) */
-            uint8_t b = (uint8_t)(v * 255.0);
-            q[i] = b;
-            qmax = b > qmax ? b : qmax;
+    Py_ssize_t i = 0;
+    const double *md = (const double *)job->maps + img * npix;
+    const float *mf = (const float *)job->maps + img * npix;
+#if defined(__SSE2__)
+    __m128d ok = _mm_castsi128_pd(_mm_set1_epi32(-1));
+    __m128i top = _mm_setzero_si128();
+    for (; i + 8 <= npix; i += 8) {
+        __m128d v[4];
+        if (job->is_double) {
+            for (int j = 0; j < 4; j++)
+                v[j] = _mm_loadu_pd(md + i + 2 * j);
+        } else {
+            __m128 f0 = _mm_loadu_ps(mf + i), f1 = _mm_loadu_ps(mf + i + 4);
+            v[0] = _mm_cvtps_pd(f0);
+            v[1] = _mm_cvtps_pd(_mm_movehl_ps(f0, f0));
+            v[2] = _mm_cvtps_pd(f1);
+            v[3] = _mm_cvtps_pd(_mm_movehl_ps(f1, f1));
         }
-    } else {
-        const float *m = (const float *)job->maps + img * npix;
-        for (Py_ssize_t i = 0; i < npix; i++) {
-            double v = (double)m[i];
-            bad |= !(v >= 0.0 && v <= 1.0);
-            v = v >= 0.0 ? (v <= 1.0 ? v : 1.0) : 0.0;
-            uint8_t b = (uint8_t)(v * 255.0);
-            q[i] = b;
-            qmax = b > qmax ? b : qmax;
-        }
+        __m128i b = quantise8(v, &ok);
+        _mm_storel_epi64((__m128i *)(q + i), b);
+        top = _mm_max_epu8(top, b);
+    }
+    bad = _mm_movemask_pd(ok) != 3;
+    uint8_t lanes[16];
+    _mm_storeu_si128((__m128i *)lanes, top);
+    for (int j = 0; j < 8; j++)
+        qmax = lanes[j] > qmax ? lanes[j] : qmax;
+#endif
+    for (; i < npix; i++) {
+        uint8_t b = quantise1(job->is_double ? md[i] : (double)mf[i], &bad);
+        q[i] = b;
+        qmax = b > qmax ? b : qmax;
     }
     return bad ? -1 : (int)qmax;
 }
@@ -736,15 +946,13 @@ static void run_job(Job *job)
     int32_t *parent = malloc(sizeof(int32_t) * (size_t)npad);
     Rec *rec = malloc(sizeof(Rec) * (size_t)(npix + 1));
     int32_t *live = malloc(sizeof(int32_t) * (size_t)(npix + 1));
-    uint16_t *ra = malloc(sizeof(uint16_t) * (size_t)(h * 256));
-    uint16_t *rb = malloc(sizeof(uint16_t) * (size_t)(h * 256));
-    uint8_t *rowmax = malloc((size_t)h);
-    uint8_t *pbuf = malloc((size_t)w);
-    uint64_t *gaps = malloc(sizeof(uint64_t) * (size_t)(4 * h));
+    uint8_t *rowmax = malloc((size_t)(2 * h + w));
+    uint8_t *pbuf = malloc((size_t)(2 * w));
     int32_t *runbuf = malloc(sizeof(int32_t) * (size_t)(7 * nruns + 2 * (h + 1)));
     uint8_t *rborder = malloc((size_t)nruns);
-    if (!q || !order || !in || !parent || !rec || !live || !ra || !rb || !rowmax || !pbuf ||
-        !gaps || !runbuf || !rborder) {
+    uint64_t *rowbits = malloc(sizeof(uint64_t) * (size_t)((w + 63) / 64));
+    if (!q || !order || !in || !parent || !rec || !live || !rowmax || !pbuf ||
+        !runbuf || !rborder || !rowbits) {
         job->error = 1;
         goto done;
     }
@@ -764,10 +972,9 @@ static void run_job(Job *job)
     r.h = (int32_t)h;
     r.w = (int32_t)w;
     r.q = q;
-    r.a = ra;
-    r.b = rb;
     r.rowmax = rowmax;
-    r.gaps = gaps;
+    r.tau = rowmax + h;
+    r.colmax = rowmax + 2 * h;
     r.rx0 = runbuf;
     r.rx1 = runbuf + nruns;
     r.ry = runbuf + 2 * nruns;
@@ -778,6 +985,7 @@ static void run_job(Job *job)
     r.fgstart = runbuf + 7 * nruns;
     r.bgstart = r.fgstart + h + 1;
     r.rborder = rborder;
+    r.bits = rowbits;
 
     for (Py_ssize_t img = 0; img < job->n; img++) {
         int qmax = quantise(job, img, q);
@@ -790,32 +998,33 @@ static void run_job(Job *job)
         uint8_t needed[256] = {0};
         for (Py_ssize_t t = 0; t < job->nthr; t++)
             needed[(int)(int64_t)(job->thr[t] * (double)qmax)] = 1;
-        int levels[256], first_ge[257], nlev = 0;
+        int levels[256], nlev = 0;
         uint64_t need[4] = {0, 0, 0, 0};
         for (int v = 0; v < 256; v++) {
-            first_ge[v] = nlev;
             if (needed[v]) {
                 levels[nlev++] = v;
                 need[v >> 6] |= (uint64_t)1 << (v & 63);
             }
         }
-        first_ge[256] = nlev;
         const int64_t *gt = job->gt + 4 * job->offsets[img];
         Py_ssize_t ngt = (Py_ssize_t)(job->offsets[img + 1] - job->offsets[img]);
         double best[256], best_at[256];
 
         int method = job->method;
         if (method != 1) {
-            r.nlev = nlev;
             r.gt = gt;
             r.ngt = ngt;
-            Py_ssize_t nonconvex = analyse_rows(&r, levels, first_ge, need, pbuf);
-            /* a non-convex (row, cut) costs a row scan; the sweeps cost a few per pixel */
-            if (method == 0)
-                method = nonconvex * w + (Py_ssize_t)nlev * h * 4 < 8 * npix ? 2 : 1;
+            analyse_rows(&r, pbuf);
+            if (method == 0) { /* labelling a cut costs about a pass over its rows */
+                Py_ssize_t general = 0;
+                for (int i = 0; i < 4; i++)
+                    general += popcount64(r.gaps[i] & need[i]);
+                method = general * (w / 16 + 16) * h < 12 * npix ? 2 : 1;
+            }
         }
         if (method == 2) {
-            runs_image(&r, levels, nlev, best);
+            int32_t colA[256], colB[256];
+            runs_image(&r, levels, nlev, best, colA, colB);
         } else {
             int32_t start[257];
             sort_pixels(q, h, w, order, start);
@@ -836,13 +1045,11 @@ done:
     free(parent);
     free(rec);
     free(live);
-    free(ra);
-    free(rb);
     free(rowmax);
     free(pbuf);
-    free(gaps);
     free(runbuf);
     free(rborder);
+    free(rowbits);
 }
 
 /* ------------------------------------------------------------------ argument checking */
