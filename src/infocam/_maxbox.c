@@ -734,11 +734,13 @@ static double best_of_components(Runs *r, int32_t first, int32_t last, int holes
 static double label_cut(Runs *r, int c)
 {
     const int32_t h = r->h, w = r->w;
-    int32_t n = 0;
+    int32_t n = 0, ylo = h, yhi = -1;
     for (int32_t y = 0; y < h; y++) { /* foreground runs, row by row */
         r->fgstart[y] = n;
         if (r->rowmax[y] <= c)
             continue;
+        ylo = y < ylo ? y : ylo;
+        yhi = y;
         n += row_runs(r->q + (Py_ssize_t)y * w, w, c, r->bits, r->rx0 + n, r->rx1 + n);
         for (int32_t i = r->fgstart[y]; i < n; i++)
             r->ry[i] = y;
@@ -752,10 +754,13 @@ static double label_cut(Runs *r, int c)
     double best = best_of_components(r, 0, n, 0);
 
     /* background runs, 4-connected; a run touching the image border is the outside, and
-     * whatever is not connected to the outside is a hole */
+     * whatever is not connected to the outside is a hole. Rows above and below the mask
+     * are all outside, so the runs of its first and last rows are too. */
     int32_t m = n;
     for (int32_t y = 0; y < h; y++) {
         r->bgstart[y] = m;
+        if (y < ylo || y > yhi)
+            continue;
         int32_t x = 0;
         for (int32_t i = r->fgstart[y]; i <= r->fgstart[y + 1]; i++) {
             int32_t stop = i < r->fgstart[y + 1] ? r->rx0[i] : w; /* background [x, stop) */
@@ -763,7 +768,7 @@ static double label_cut(Runs *r, int c)
                 r->rx0[m] = x;
                 r->rx1[m] = stop - 1;
                 r->ry[m] = y;
-                r->rborder[m] = x == 0 || stop == w || y == 0 || y == h - 1;
+                r->rborder[m] = x == 0 || stop == w || y == ylo || y == yhi;
                 r->rpar[m] = m;
                 m++;
             }
