@@ -441,10 +441,29 @@ class MaxBoxAccEvaluator:
     ``x, y, min(x + w, W - 1), min(y + h, H - 1)`` from ``boundingRect``; IoU uses +1 areas;
     an empty mask gives the box [0, 0, 0, 0].
 
-    Faster than its loop because many ``tau`` share the same integer ``int(tau * max(q))``:
-    contours are traced once per distinct integer threshold, on the crop holding the mask,
-    boxes and IoUs are computed for all thresholds at once, and images run on
-    ``num_threads`` threads (OpenCV releases the GIL).
+    No contour is traced. The contours of ``RETR_TREE`` are exactly one outer contour per
+    8-connected component of the mask (``boundingRect`` = the component's box) and one per
+    hole, a 4-connected background component not touching the border (the hole's box grown
+    by one pixel each side), so only those boxes are needed, and only at the distinct cuts
+    ``int(tau * max(q))`` (at most 256 per image). Two backends compute them:
+
+    * ``"compiled"`` (the C extension ``infocam._maxbox``, built at install; the default when
+      it is there and ``multi_contour=True``): per image, one pass over the rows finds the
+      cuts at which some row's mask is more than one run. At every other cut there are no
+      holes and the components are stretches of consecutive rows whose runs touch, found
+      from per-row maxima in O(rows); the remaining cuts are labelled run by run. Maps with
+      many such cuts (noise) go through two union-find sweeps over the pixels sorted by value
+      instead (components grow as the cut descends, holes as it ascends). IoUs use the same
+      int64 / float64 arithmetic as wsolevaluation, so the counts are identical.
+    * ``"opencv"`` (``multi_contour=False``, or no compiler at install): contours traced once
+      per distinct cut, on the crop holding the mask.
+
+    ``backend="auto"`` picks the first that applies; the ``backend`` attribute says which one
+    runs. Images run on ``num_threads`` threads (both backends release the GIL).
+
+    Args (besides the metric's): ``num_threads`` (None: all cores) and ``backend``
+    ("auto" | "compiled" | "opencv"; "compiled" raises ImportError when the extension is not
+    built and ValueError with ``multi_contour=False``).
 
     ``counts`` is an int64 tensor (len(iou_thresholds), len(thresholds)) of hits and ``n`` the
     number of images; ``merge(other)`` adds another evaluator's, ``all_reduce()`` sums them
