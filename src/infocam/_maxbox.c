@@ -734,13 +734,11 @@ static double best_of_components(Runs *r, int32_t first, int32_t last, int holes
 static double label_cut(Runs *r, int c)
 {
     const int32_t h = r->h, w = r->w;
-    int32_t n = 0, ylo = h, yhi = -1;
+    int32_t n = 0;
     for (int32_t y = 0; y < h; y++) { /* foreground runs, row by row */
         r->fgstart[y] = n;
         if (r->rowmax[y] <= c)
             continue;
-        ylo = y < ylo ? y : ylo;
-        yhi = y;
         n += row_runs(r->q + (Py_ssize_t)y * w, w, c, r->bits, r->rx0 + n, r->rx1 + n);
         for (int32_t i = r->fgstart[y]; i < n; i++)
             r->ry[i] = y;
@@ -753,27 +751,28 @@ static double label_cut(Runs *r, int c)
     link_rows(r, r->fgstart, h, 1);
     double best = best_of_components(r, 0, n, 0);
 
-    /* background runs, 4-connected; a run touching the image border is the outside, and
-     * whatever is not connected to the outside is a hole. Rows above and below the mask
-     * are all outside, so the runs of its first and last rows are too. */
+    /* Holes are made of inner gaps, the background between two runs of a row (whatever
+     * lies left of a row's first run or right of its last reaches the border along the
+     * row). A gap is outside when it overlaps the outside part of a row next to it: a row
+     * without runs or beyond the image, or the part left of its first run or right of its
+     * last. Overlapping gaps of consecutive rows are 4-connected. */
     int32_t m = n;
     for (int32_t y = 0; y < h; y++) {
         r->bgstart[y] = m;
-        if (y < ylo || y > yhi)
-            continue;
-        int32_t x = 0;
-        for (int32_t i = r->fgstart[y]; i <= r->fgstart[y + 1]; i++) {
-            int32_t stop = i < r->fgstart[y + 1] ? r->rx0[i] : w; /* background [x, stop) */
-            if (stop > x) {
-                r->rx0[m] = x;
-                r->rx1[m] = stop - 1;
-                r->ry[m] = y;
-                r->rborder[m] = x == 0 || stop == w || y == ylo || y == yhi;
-                r->rpar[m] = m;
-                m++;
+        for (int32_t i = r->fgstart[y] + 1; i < r->fgstart[y + 1]; i++) {
+            int32_t g0 = r->rx1[i - 1] + 1, g1 = r->rx0[i] - 1, outside = 0;
+            for (int32_t z = y - 1; z <= y + 1; z += 2) {
+                if (z < 0 || z >= h || r->fgstart[z] == r->fgstart[z + 1])
+                    outside = 1;
+                else if (g0 < r->rx0[r->fgstart[z]] || g1 > r->rx1[r->fgstart[z + 1] - 1])
+                    outside = 1;
             }
-            if (i < r->fgstart[y + 1])
-                x = r->rx1[i] + 1;
+            r->rx0[m] = g0;
+            r->rx1[m] = g1;
+            r->ry[m] = y;
+            r->rborder[m] = (uint8_t)outside;
+            r->rpar[m] = m;
+            m++;
         }
     }
     r->bgstart[h] = m;
