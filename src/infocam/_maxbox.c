@@ -1,6 +1,6 @@
 /*
  * infocam._maxbox: wsolevaluation's MaxBoxAccV2 best IoU at every CAM threshold, per image,
- * in O(pixels) instead of one cv2.findContours per threshold.
+ * without tracing a contour.
  *
  * For the quantised map q = (uint8)(map * 255) and a cut c, wsolevaluation keeps q > c and
  * boxes every contour of cv2.findContours(RETR_TREE). Those contours are exactly
@@ -9,21 +9,24 @@
  *   (b) one hole contour per 4-connected background component that does not touch the image
  *       border (outside the image is background): its boundingRect is the hole's bounding
  *       box grown by one pixel on each side.
- * Foreground components only grow as c descends and background components only grow as c
- * ascends, so two union-find sweeps over the pixels sorted by value (a counting sort) give the
- * components at every needed cut. Each root's record carries its bounding box (and, for the
- * background, whether it touches the border). After each cut the live records' boxes are
- * scored against the ground-truth boxes with wsolevaluation's IoU (int64 arithmetic, +1
- * areas, double ratio, 0 when the union is <= 0), so the result is bit-identical to its numpy
- * code.
+ * (tests/test_maxbox_compiled.py checks the box sets against cv2.) Only the distinct cuts
+ * int(tau * max(q)) are computed, at most 256. The boxes are scored against the ground truth
+ * with wsolevaluation's IoU (int64 arithmetic, +1 areas, double ratio, 0 when the union is
+ * <= 0), so the result is bit-identical to its numpy code. Two methods, same results:
  *
- * Two shortcuts keep the constant small. (1) When a pixel joins, its already-added
- * neighbours fall into groups that are connected inside the 3 x 3 window (and so already in
- * one component); a 256-entry table gives one representative per group, so a pixel usually
- * costs one find instead of eight. (2) The same table gives the change in the Euler number
- * (components - holes, from Gray's 2 x 2 bit-quad counts), so the foreground sweep knows how
- * many holes each cut has; the background sweep stops at the highest cut with a hole and
- * scores only the cuts that have one.
+ * Row runs (the default for smooth maps; see "row runs" below): one pass over the rows finds
+ * the cuts where some row's mask is more than one run. At the other cuts there are no holes
+ * and the components are stretches of rows, found in O(rows) per cut; the remaining cuts are
+ * labelled run by run.
+ *
+ * Pixel sweeps (maps with many multi-run cuts, i.e. noise): foreground components only grow
+ * as c descends and background components only grow as c ascends, so two union-find sweeps
+ * over the pixels sorted by value (a counting sort) give the components at every cut; each
+ * root's record carries its box. When a pixel joins, its present neighbours fall into groups
+ * already connected inside the 3 x 3 window; a 512-entry table gives one representative per
+ * group (one find per pixel, usually) and the change in the Euler number (components -
+ * holes, from Gray's 2 x 2 bit-quad counts), so the foreground sweep knows which cuts have
+ * holes and the background sweep runs only up to the last of them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
