@@ -237,6 +237,16 @@ def test_both_methods_and_the_opencv_backend_agree():
     assert torch.equal(evs[0].counts, evs[1].counts) and torch.equal(evs[0].counts, evs[2].counts)
 
 
+def test_empty_batches_and_strided_maps():
+    ev, ref = MaxBoxAccEvaluator(num_threads=4), MaxBoxAccEvaluator(backend="opencv")
+    ev.update(torch.zeros(0, 8, 8), torch.zeros(0, 4, dtype=torch.long))
+    assert int(ev.n) == 0 and int(ev.counts.sum()) == 0
+    maps = torch.rand(3, 7, 9, generator=torch.Generator().manual_seed(0)).transpose(1, 2)
+    for e in (ev, ref):
+        e.update(maps, [[0, 0, 3, 3]] * 3)
+    assert torch.equal(ev.counts, ref.counts) and int(ev.n) == 3
+
+
 def test_float32_and_half_maps_quantise_like_float64():
     rng = np.random.default_rng(5)
     maps = _maps("smooth", 4, 30, 30, rng).float()

@@ -527,12 +527,13 @@ class MaxBoxAccEvaluator:
         pixel coordinates (float coordinates are truncated, as wsolevaluation's resize_bbox).
         """
         m = _check_maps(maps, finite=False)
-        h, w = m.shape[1:]
+        n, h, w = m.shape
+        if n == 0:  # an empty batch (the last of a sharded set): nothing to count
+            return
         if self.backend == "compiled" and max(h, w) <= _maxbox.MAX_SIDE:
             self._update_compiled(m, gt_boxes)
             return
         _check_map_values(m)
-        n = m.shape[0]
         gts = [g.cpu().numpy().astype(np.int64) for g in _as_box_list(gt_boxes, n, m.device)]
         qs = _quantise(m.detach().cpu().to(torch.float64).numpy())
         if self.num_threads > 1 and n > 1:
