@@ -317,6 +317,13 @@ def _add_reproduce_mi(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cv", type=int, default=5, help="cross-fitting folds (default 5)")
     p.add_argument("--max-epochs", type=int, default=5, help="one-cycle epochs (default 5)")
+    p.add_argument(
+        "--bias-correction",
+        choices=("learning_curve", "none"),
+        default="learning_curve",
+        help="learning_curve (default): extrapolate the held-out estimate to infinite training "
+        "data; none: the plain held-out estimate (a lower bound)",
+    )
     p.add_argument("--truth-samples", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
@@ -339,6 +346,7 @@ def _run_reproduce_mi(args: argparse.Namespace) -> int:
         seed=args.seed,
         quiet=args.quiet,
         device=args.device,
+        bias_correction=None if args.bias_correction == "none" else args.bias_correction,
     )
     print(mi_table.format_table(res))
     print(mi_table.summary(res))
