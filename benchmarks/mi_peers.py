@@ -346,7 +346,18 @@ def _print_row(row: dict) -> None:
 
 
 def _save(path: Path, cache: dict[str, dict], rows: list[dict]) -> None:
-    """Every row run or cached (rows of this run first), as JSON, Markdown and a plot."""
+    """Every row run or cached (rows of this run first), as JSON, Markdown and a plot.
+
+    Cells already in the file are merged in (this run's win), so runs of other problems or
+    estimators that write the same file do not drop each other's cells.
+    """
+    if path.exists():
+        for r in json.loads(path.read_text())["rows"]:
+            mine = next((q for q in rows if _key(q) == _key(r)), None) or cache.get(_key(r))
+            if mine is None:
+                cache[_key(r)] = r
+            else:
+                mine["estimates"] = {**r["estimates"], **mine["estimates"]}
     merged = {**cache, **{_key(r): r for r in rows}}
     ordered = rows + [r for k, r in merged.items() if k not in {_key(q) for q in rows}]
     path.parent.mkdir(parents=True, exist_ok=True)
