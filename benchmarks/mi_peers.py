@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -318,6 +319,12 @@ def main() -> None:
     print(f"wrote {args.out}, {args.out.with_suffix('.md')}, {args.out.with_suffix('.png')}")
 
 
+def _natural(row: dict) -> tuple:
+    """Problems in natural order (D=2 before D=10), then n, then seed."""
+    parts = re.split(r"(\d+)", row["problem"])
+    return (*[int(t) if t.isdigit() else t for t in parts], row["n"], row.get("seed", 0))
+
+
 def _key(row: dict) -> str:
     return f"{row['problem']}|{row['n']}|{row.get('seed', 0)}"
 
@@ -359,7 +366,7 @@ def _save(path: Path, cache: dict[str, dict], rows: list[dict]) -> None:
             else:
                 mine["estimates"] = {**r["estimates"], **mine["estimates"]}
     merged = {**cache, **{_key(r): r for r in rows}}
-    ordered = rows + [r for k, r in merged.items() if k not in {_key(q) for q in rows}]
+    ordered = sorted(merged.values(), key=_natural)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"rows": ordered}, indent=2) + "\n")
     _write_markdown(ordered, path.with_suffix(".md"))
