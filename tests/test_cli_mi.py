@@ -57,6 +57,22 @@ def test_mi_json_is_consistent_and_reproducible(csv_file, capsys):
     assert json.loads(capsys.readouterr().out)["mi_nat"] == first["mi_nat"]
 
 
+def test_mi_bias_correction_prints_both_and_keeps_the_plain_value(csv_file, capsys):
+    args = ["mi", str(csv_file), "--label", "label", "--json", *TINY]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["lower_bound_nat"] == plain["mi_nat"]
+    assert main([*args, "--bias-correction", "learning_curve"]) == 0
+    corrected = json.loads(capsys.readouterr().out)
+    assert corrected["lower_bound_nat"] == plain["mi_nat"]  # same main members
+    assert corrected["mi_nat"] != plain["mi_nat"]
+    assert corrected["method"]["bias_correction"] == "learning_curve"
+    text = [a for a in args if a != "--json"]
+    assert main([*text, "--bias-correction", "learning_curve"]) == 0
+    assert "plain held-out (a lower bound)" in capsys.readouterr().out
+    assert main([*args, "--bias-correction", "jackknife"]) == 2
+
+
 def test_mi_on_npz(tmp_path, capsys):
     x, y = tiny_data(seed=1)
     path = tmp_path / "data.npz"

@@ -271,6 +271,13 @@ def _add_mi(sub: argparse._SubParsersAction) -> None:
         help="hidden layer widths, e.g. 100,100,100 (empty: linear)",
     )
     p.add_argument("--max-epochs", type=int, default=200)
+    p.add_argument(
+        "--bias-correction",
+        choices=("none", "learning_curve"),
+        default="none",
+        help="learning_curve: extrapolate to infinite training data (no longer a lower "
+        "bound; the plain value is printed too). Default none",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="e.g. cuda (default: cpu)")
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
@@ -296,6 +303,7 @@ def _run_mi(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         progress=not (args.quiet or args.json),
+        bias_correction=None if args.bias_correction == "none" else args.bias_correction,
     )
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0
