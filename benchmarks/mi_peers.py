@@ -27,8 +27,13 @@ samples (they have no training step). Problems, all with exact ground truth:
     classifier refuses to split it, k-NN drops classes seen once).
 
 Default: a few minutes (n = 1k and 10k, a subset of problems). ``--full``: the issue's grid
-(n = 1k, 10k, 60k; every problem). Writes ``benchmarks/results/mi_peers.{json,md,png}``.
-Run: ``python benchmarks/mi_peers.py [--full] [--seed 0]``.
+(n = 1k, 10k, 60k; every problem), over an hour on one thread (the k-NN estimators take
+5 to 15 minutes each at n = 50k in 100-D). Every cell is saved as soon as it is done;
+``--resume`` skips the cells already in the file and ``--problems`` / ``--sizes`` /
+``--estimators`` select a part, so a long run can be split or continued. Writes
+``benchmarks/results/mi_peers.{json,md,png}``.
+Run: ``python benchmarks/mi_peers.py [--full] [--resume] [--seed 0]``; e.g. the nuisance
+target: ``--sizes 50000 --problems D=100``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,26 +59,51 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # ------------------------------------------------------------------------------ peers
 def knn_ross(x: np.ndarray, y: np.ndarray, k: int = 3) -> float:
-    """Ross (2014) k-NN estimator of I(X; Y), X continuous (N, D), Y discrete (N,)."""
+    """Ross (2014) k-NN estimator of I(X; Y), X continuous (N, D), Y discrete (N,).
+
+    ``I = psi(N) - <psi(N_y)> + psi(k) - <psi(m_i)>``, max-norm distances, k-th same-class
+    neighbour radius, m_i = samples of any class within it (self excluded). A k-d tree for
+    D <= 20; above, exact brute force in row chunks (a k-d tree in 100-D visits nearly every
+    point and is slower than the chunked distance matrix); same neighbours, same value.
+    """
     # Like scikit-learn's mutual_info_classif: samples of a class seen once are dropped.
     labels, counts = np.unique(y, return_counts=True)
     keep = np.isin(y, labels[counts > 1])
     x, y = x[keep], y[keep]
     n = x.shape[0]
     x = x + 1e-10 * np.random.default_rng(0).standard_normal(x.shape)  # break ties
-    full = cKDTree(x)
     psi_ny = np.empty(n)
-    psi_m = np.empty(n)
+    for c in np.unique(y):
+        psi_ny[y == c] = special.digamma(np.count_nonzero(y == c))
+    m = _ross_counts_brute(x, y, k) if x.shape[1] > 20 else _ross_counts_tree(x, y, k)
+    psi_m = special.digamma(np.maximum(m, 1))
+    return float(special.digamma(n) - psi_ny.mean() + special.digamma(k) - psi_m.mean())
+
+
+def _ross_counts_tree(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    full = cKDTree(x)
+    m = np.empty(x.shape[0], dtype=np.int64)
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
         kk = min(k, idx.size - 1)
         dist, _ = cKDTree(x[idx]).query(x[idx], k=kk + 1, p=np.inf)
-        radius = dist[:, -1]
-        # m_i: neighbours of x_i (any class) within the k-th same-class distance, self excluded.
-        m = full.query_ball_point(x[idx], radius, p=np.inf, return_length=True) - 1
-        psi_ny[idx] = special.digamma(idx.size)
-        psi_m[idx] = special.digamma(np.maximum(m, 1))
-    return float(special.digamma(n) - psi_ny.mean() + special.digamma(k) - psi_m.mean())
+        m[idx] = full.query_ball_point(x[idx], dist[:, -1], p=np.inf, return_length=True) - 1
+    return m
+
+
+def _ross_counts_brute(x: np.ndarray, y: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+    """m_i by exact max-norm distances, ``chunk`` rows at a time (float64, one pass)."""
+    xt, yt = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y)
+    sizes = torch.bincount(yt)
+    m = torch.empty(x.shape[0], dtype=torch.long)
+    for start in range(0, x.shape[0], chunk):
+        d = torch.cdist(xt[start : start + chunk], xt, p=float("inf"))  # (chunk, N)
+        yc = yt[start : start + chunk]
+        same = torch.where(yc[:, None] == yt[None, :], d, torch.inf)
+        kk = torch.clamp(sizes[yc] - 1, max=k)  # the k-th same-class neighbour; self is 0
+        radius = same.sort(dim=1).values.gather(1, kk[:, None])
+        m[start : start + chunk] = (d <= radius).sum(1) - 1
+    return m.numpy()
 
 
 def _gauss_entropy(x: np.ndarray) -> float:
@@ -247,56 +278,121 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="the issue's full grid (slow)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--sizes", type=int, nargs="+", help="sample sizes (default 1k 10k [60k])")
+    ap.add_argument("--problems", nargs="+", help="run only problems whose name holds one of these")
+    ap.add_argument("--estimators", nargs="+", help="run only estimators named exactly so")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the cells already in the results file (same seed) and run only the missing "
+        "ones; results are saved after every cell, so a long --full run can be split or resumed",
+    )
+    ap.add_argument("--out", type=Path, default=RESULTS / "mi_peers.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    sizes = (1_000, 10_000, 60_000) if args.full else (1_000, 10_000)
+    sizes = args.sizes or ((1_000, 10_000, 60_000) if args.full else (1_000, 10_000))
+    names = args.estimators or list(ESTIMATORS)
+    unknown = sorted(set(names) - set(ESTIMATORS))
+    if unknown:
+        ap.error(f"--estimators: unknown {unknown}; expected names among {list(ESTIMATORS)}")
+    todo = [
+        p
+        for p in problems(args.full or bool(args.problems))
+        if not args.problems or any(f in p[0] for f in args.problems)
+    ]
+    cache: dict[str, dict] = {}
+    if args.resume and args.out.exists():
+        cache = {_key(r): r for r in json.loads(args.out.read_text())["rows"]}
     rows = []
-    header = f"{'problem':<38}{'n':>7}{'truth':>8}  " + "".join(
-        f"{name:>24}" for name in ESTIMATORS
-    )
-    print(header + "\n" + "-" * len(header))
-    for pname, sample, truth in problems(args.full):
+    for pname, sample, truth in todo:
         for n in sizes:
+            row = cache.get(_key({"problem": pname, "n": n, "seed": args.seed}))
+            row = row or {"problem": pname, "n": n, "seed": args.seed, "truth": truth}
+            row.setdefault("estimates", {})
+            if row not in rows:
+                rows.append(row)
+            missing = [e for e in names if e not in row["estimates"]]
+            if not missing:
+                continue
             x, y = sample(n, args.seed)
-            cells = {}
-            for ename, fn in ESTIMATORS.items():
-                seeded = ename.startswith("infocam") or ename in ("MINE", "InfoNCE")
-                kw = {"seed": args.seed} if seeded else {}
-                start = time.perf_counter()
-                try:
-                    value = fn(x, y, **kw)
-                except ValueError as exc:  # e.g. a class too rare to split: refused, not guessed
-                    value, cells_note = float("nan"), str(exc).splitlines()[0]
-                    print(f"  {ename}: refused: {cells_note}", flush=True)
-                cells[ename] = {"value": value, "seconds": time.perf_counter() - start}
-            rows.append({"problem": pname, "n": n, "truth": truth, "estimates": cells})
-            best = np.nanmin([abs(c["value"] - truth) for c in cells.values()])
-            line = f"{pname:<38}{n:>7}{truth:>8.3f}  "
-            for c in cells.values():
-                err = c["value"] - truth
-                star = "*" if abs(err) == best else " "
-                line += f"{err:>+10.3f}{star} ({c['seconds']:>6.1f}s)    "
-            print(line, flush=True)
+            for ename in missing:
+                row["estimates"][ename] = _run_one(ename, x, y, args.seed)
+                _save(args.out, cache, rows)
+            _print_row(row)
     print("cells: estimate - truth in nats (* = smallest |error| in the row), wall seconds")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "mi_peers.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
-    _write_markdown(rows, RESULTS / "mi_peers.md")
-    _plot(rows, RESULTS / "mi_peers.png")
-    print(f"wrote {RESULTS}/mi_peers.json, mi_peers.md, mi_peers.png")
+    _save(args.out, cache, rows)
+    print(f"wrote {args.out}, {args.out.with_suffix('.md')}, {args.out.with_suffix('.png')}")
+
+
+def _natural(row: dict) -> tuple:
+    """Problems in natural order (D=2 before D=10), then n, then seed."""
+    parts = re.split(r"(\d+)", row["problem"])
+    return (*[int(t) if t.isdigit() else t for t in parts], row["n"], row.get("seed", 0))
+
+
+def _key(row: dict) -> str:
+    return f"{row['problem']}|{row['n']}|{row.get('seed', 0)}"
+
+
+def _run_one(ename: str, x: np.ndarray, y: np.ndarray, seed: int) -> dict:
+    seeded = ename.startswith("infocam") or ename in ("MINE", "InfoNCE")
+    kw = {"seed": seed} if seeded else {}
+    start = time.perf_counter()
+    try:
+        value = ESTIMATORS[ename](x, y, **kw)
+    except ValueError as exc:  # e.g. a class too rare to split: refused, not guessed
+        value = float("nan")
+        print(f"  {ename}: refused: {str(exc).splitlines()[0]}", flush=True)
+    return {"value": value, "seconds": time.perf_counter() - start}
+
+
+def _print_row(row: dict) -> None:
+    truth, cells = row["truth"], row["estimates"]
+    best = np.nanmin([abs(c["value"] - truth) for c in cells.values()])
+    line = f"{row['problem']:<38}{row['n']:>7}{truth:>8.3f}  "
+    for name, c in cells.items():
+        err = c["value"] - truth
+        star = "*" if abs(err) == best else " "
+        line += f"{name}: {err:+.3f}{star} ({c['seconds']:.1f}s)  "
+    print(line, flush=True)
+
+
+def _save(path: Path, cache: dict[str, dict], rows: list[dict]) -> None:
+    """Every row run or cached (rows of this run first), as JSON, Markdown and a plot.
+
+    Cells already in the file are merged in (this run's win), so runs of other problems or
+    estimators that write the same file do not drop each other's cells.
+    """
+    if path.exists():
+        for r in json.loads(path.read_text())["rows"]:
+            mine = next((q for q in rows if _key(q) == _key(r)), None) or cache.get(_key(r))
+            if mine is None:
+                cache[_key(r)] = r
+            else:
+                mine["estimates"] = {**r["estimates"], **mine["estimates"]}
+    merged = {**cache, **{_key(r): r for r in rows}}
+    ordered = sorted(merged.values(), key=_natural)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"rows": ordered}, indent=2) + "\n")
+    _write_markdown(ordered, path.with_suffix(".md"))
+    _plot(ordered, path.with_suffix(".png"))
 
 
 def _write_markdown(rows: list[dict], path: Path) -> None:
-    names = list(ESTIMATORS)
+    names = [e for e in ESTIMATORS if any(e in r["estimates"] for r in rows)]
     lines = [
         "| problem | n | truth | " + " | ".join(f"{n} error (s)" for n in names) + " |",
         "|---|---:|---:|" + "---:|" * len(names),
     ]
     for r in rows:
-        errs = {k: r["estimates"][k]["value"] - r["truth"] for k in names}
+        est = r["estimates"]
+        errs = {k: est[k]["value"] - r["truth"] for k in names if k in est}
         best = np.nanmin([abs(v) for v in errs.values()])
         cells = [
-            f"{'**' if abs(errs[k]) == best else ''}{errs[k]:+.3f}"
-            f"{'**' if abs(errs[k]) == best else ''} ({r['estimates'][k]['seconds']:.1f})"
+            "-"
+            if k not in errs
+            else f"{'**' if abs(errs[k]) == best else ''}{errs[k]:+.3f}"
+            f"{'**' if abs(errs[k]) == best else ''} ({est[k]['seconds']:.1f})"
             for k in names
         ]
         head = f"| {r['problem']} | {r['n']} | {r['truth']:.3f} | "
@@ -310,12 +406,15 @@ def _plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(ESTIMATORS)
+    names = [e for e in ESTIMATORS if any(e in r["estimates"] for r in rows)]
     labels = [f"{r['problem']}\nn={r['n']}" for r in rows]
     fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(rows)), 4.5))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        errs = [abs(r["estimates"][name]["value"] - r["truth"]) for r in rows]
+        errs = [
+            abs(r["estimates"][name]["value"] - r["truth"]) if name in r["estimates"] else np.nan
+            for r in rows
+        ]
         ax.bar(np.arange(len(rows)) + i * width, errs, width, label=name)
     ax.set_yscale("log")
     ax.set_ylabel("|estimate - truth| (nats)")

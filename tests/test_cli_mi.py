@@ -57,6 +57,25 @@ def test_mi_json_is_consistent_and_reproducible(csv_file, capsys):
     assert json.loads(capsys.readouterr().out)["mi_nat"] == first["mi_nat"]
 
 
+def test_mi_bias_correction_prints_both_and_keeps_the_plain_value(csv_file, capsys):
+    args = ["mi", str(csv_file), "--label", "label", "--json", *TINY]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["lower_bound_nat"] == plain["mi_nat"]
+    assert main([*args, "--bias-correction", "learning_curve"]) == 0
+    corrected = json.loads(capsys.readouterr().out)
+    assert corrected["lower_bound_nat"] == plain["mi_nat"]  # same main members
+    assert corrected["mi_nat"] != plain["mi_nat"]
+    assert corrected["method"]["bias_correction"] == "learning_curve"
+    text = [a for a in args if a != "--json"]
+    assert main([*text, "--bias-correction", "learning_curve"]) == 0
+    assert "plain held-out (a lower bound)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:  # argparse: one line, exit 2
+        main([*args, "--bias-correction", "jackknife"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'jackknife'" in capsys.readouterr().err
+
+
 def test_mi_on_npz(tmp_path, capsys):
     x, y = tiny_data(seed=1)
     path = tmp_path / "data.npz"
@@ -118,7 +137,8 @@ def test_reproduce_mi_tiny(tmp_path, capsys):
         assert np.isfinite(imb[key]["value"])
     # The paper's +log M formula exceeds the prior-corrected one on imbalanced data by
     # E[log M + log p_y] = log 5 - H(Y) on the scored samples (exactly, per sample).
-    gap = imb["softmax_paper_formula"]["value"] - imb["softmax"]["value"]
+    # (Both plain: the reported cells are bias-corrected, the paper's formula is not.)
+    gap = imb["softmax_paper_formula"]["value"] - imb["softmax"]["lower_bound"]["value"]
     counts = np.array(imb["counts"])
     p = counts / counts.sum()
     assert gap == pytest.approx(np.log(5) + (p * np.log(p)).sum(), abs=2e-3)
