@@ -123,7 +123,7 @@ def test_mi_npz_needs_feature_names_when_ambiguous(tmp_path, capsys):
 def test_reproduce_mi_tiny(tmp_path, capsys):
     out = tmp_path / "mi"
     argv = ["reproduce", "mi", "--out", str(out), "--samples-per-class", "40", "--dims", "1"]
-    argv += ["--cv", "2", "--max-epochs", "3", "--truth-samples", "2000", "--quiet"]
+    argv += ["--cv", "2", "--max-epochs", "3", "--truth-samples", "2000", "--quiet", "--jobs", "1"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "paper softmax" in printed and "cells within" in printed
@@ -144,3 +144,23 @@ def test_reproduce_mi_tiny(tmp_path, capsys):
     assert gap == pytest.approx(np.log(5) + (p * np.log(p)).sum(), abs=2e-3)
     assert (out / "table.md").read_text().startswith("| setup |")
     assert (out / "mi_table.png").stat().st_size > 1000
+
+
+def test_reproduce_mi_rows_in_worker_processes_equal_one_process(tmp_path):
+    from infocam.experiments import mi_table
+
+    kw = {"dims": [1, 2], "samples_per_class": 40, "cv": 2, "max_epochs": 2}
+    kw |= {"truth_samples": 2000, "quiet": True, "hidden": (8,)}
+    one = mi_table.run(tmp_path / "one", jobs=1, **kw)
+    two = mi_table.run(tmp_path / "two", jobs=2, **kw)
+    assert two["config"]["jobs"] == 2
+    assert [(r["setup"], r["dim"]) for r in two["rows"]] == [
+        ("balanced", 1), ("balanced", 2), ("imbalanced", 1), ("imbalanced", 2)
+    ]  # fmt: skip
+    assert two["rows"] == one["rows"]
+
+
+def test_reproduce_mi_bad_jobs_is_one_line(tmp_path, capsys):
+    assert main(["reproduce", "mi", "--out", str(tmp_path), "--jobs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--jobs must be a positive integer" in err and "Traceback" not in err
