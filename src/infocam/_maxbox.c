@@ -481,6 +481,18 @@ static inline int ctz64(uint64_t x) /* x != 0 */
 static inline uint8_t max8(uint8_t a, uint8_t b) { return a > b ? a : b; }
 static inline uint8_t min8(uint8_t a, uint8_t b) { return a < b ? a : b; }
 
+/* The highest cut at which pixel x of row links to row next (8-connectivity): min of the
+ * pixel and the brightest of next[x - 1 .. x + 1]. */
+static inline uint8_t link_level(const uint8_t *row, const uint8_t *next, int32_t x, int32_t w)
+{
+    uint8_t d = next[x];
+    if (x > 0)
+        d = max8(d, next[x - 1]);
+    if (x + 1 < w)
+        d = max8(d, next[x + 1]);
+    return min8(row[x], d);
+}
+
 /* Gaps of one row: pixels with q(x) < m(x) = min(max left of x, max right of x), given
  * pre[x] = max of row[0..x] and suf[x] = max of row[x..w-1]. The gap cuts of one valley
  * share their upper end m, so [min q, m) is collected once per valley. */
@@ -594,23 +606,13 @@ static void analyse_rows(Runs *r, uint8_t *buf)
                 /* x = 0 and the tail in the scalar loop below (x = 0 is redone: harmless) */
                 int32_t tail = x;
                 for (x = 0; x < w; x = (x == 0 ? tail : x + 1)) {
-                    uint8_t d = next[x];
-                    if (x > 0)
-                        d = max8(d, next[x - 1]);
-                    if (x + 1 < w)
-                        d = max8(d, next[x + 1]);
-                    t = max8(t, min8(row[x], d));
+                    t = max8(t, link_level(row, next, x, w));
                 }
                 x = w;
             }
 #endif
             for (; x < w; x++) {
-                uint8_t d = next[x];
-                if (x > 0)
-                    d = max8(d, next[x - 1]);
-                if (x + 1 < w)
-                    d = max8(d, next[x + 1]);
-                t = max8(t, min8(row[x], d));
+                t = max8(t, link_level(row, next, x, w));
             }
             r->tau[y] = t;
         }
