@@ -205,6 +205,9 @@ def test_localization_evaluator_counts_over_the_set_and_merges():
     b.update(maps[1:], gt[1:], target[1:], logits[1:])
     assert a.merge(b).compute() == whole.compute()
     assert torch.equal(a.counts, whole.counts)
+    # an empty batch (the last shard of a set split over processes) counts nothing
+    boxes = a.update(maps[:0], gt[:0], target[:0], logits[:0])
+    assert boxes.shape == (0, 4) and torch.equal(a.counts, whole.counts)
 
 
 def test_localization_evaluator_bad_input():

@@ -293,6 +293,8 @@ class LocalizationEvaluator:
         if lg.dim() != 2 or lg.shape[0] != n:
             raise ValueError(f"logits must have shape ({n}, M); got {tuple(lg.shape)}")
         t = check_target(target, "target", n=n, num_classes=lg.shape[1], device=m.device)
+        if n == 0:  # an empty batch (the last of a sharded set): nothing to count
+            return torch.zeros(0, 4, dtype=torch.long, device=m.device)
         gts = _as_box_list(gt_boxes, n, m.device)
         boxes = boxes_from_maps(m, self.threshold)
         hit = _best_iou(boxes, gts) >= self.iou_threshold
