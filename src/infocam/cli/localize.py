@@ -1,0 +1,86 @@
+"""``infocam localize``: CAM, infoCAM and infoCAM+ heat maps and boxes for image files."""
+
+from __future__ import annotations
+
+import argparse
+
+from infocam.cli._args import _add_region_padding, _box_arg
+
+
+def _add_localize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "localize",
+        help="heat maps and boxes (CAM, infoCAM, infoCAM+) for images",
+        description="Localise the predicted (or --target) class in each IMAGE: writes "
+        "<stem>_<method>.png (heat map, predicted box in green, --gt-box in red) and "
+        "<stem>_grid.png (CAM | infoCAM | infoCAM+) to --out.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument(
+        "--arch",
+        required=True,
+        help="model name: ours (vgg16_gap, resnet50_gap, ...), efficientnet_lite0, or "
+        "torchvision's (resnet50, ...)",
+    )
+    p.add_argument(
+        "--weights",
+        help="state-dict file, a torchvision weights name, or 'imagenet' (efficientnet_lite0)",
+    )
+    p.add_argument("--num-classes", type=int, help="default: from the weights file")
+    p.add_argument("--method", default="infocam+", choices=["cam", "infocam", "infocam+"])
+    p.add_argument("--region", type=int, default=1, help="side r of the region R (default 1)")
+    _add_region_padding(p)
+    p.add_argument("--threshold", type=float, default=0.2, help="box threshold (default 0.2)")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--target", type=int, help="class to localise (default: top-1)")
+    p.add_argument("--gt-box", type=_box_arg, help="x1,y1,x2,y2 in original image pixels")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--summary",
+        metavar="PNG",
+        help="also write one figure of all images: image | CAM | infoCAM+ per row",
+    )
+    p.set_defaults(func=_run_localize)
+
+
+def _imagenet_categories(model) -> list[str]:
+    """ImageNet class names (from torchvision's metadata) for a 1000-class model, else []."""
+    from torch import nn
+    from torchvision.models import ResNet50_Weights
+
+    linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linear or linear[-1].out_features != 1000:
+        return []
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _run_localize(args: argparse.Namespace) -> int:
+    from infocam.models import load_classifier
+    from infocam.viz import localize_images
+
+    model = load_classifier(args.arch, args.weights, args.num_classes)
+    results = localize_images(
+        args.images,
+        model,
+        args.out,
+        method=args.method,
+        region=args.region,
+        region_padding=args.region_padding,
+        threshold=args.threshold,
+        image_size=args.image_size,
+        gt_box=args.gt_box,
+        target=args.target,
+        device=args.device,
+    )
+    if args.summary:
+        from infocam.viz import summary_figure
+
+        names = _imagenet_categories(model) if args.weights else ()
+        print(f"summary -> {summary_figure(results, args.summary, class_names=names)}")
+    for r in results:
+        iou = f"  IoU {r.iou[args.method]:.3f}" if r.iou else ""
+        print(
+            f"{r.path}: class {r.predicted_class} (p={r.score:.3f})  "
+            f"{args.method} box {r.boxes[args.method]}{iou}  -> {', '.join(map(str, r.files))}"
+        )
