@@ -84,3 +84,4 @@ def _run_localize(args: argparse.Namespace) -> int:
             f"{r.path}: class {r.predicted_class} (p={r.score:.3f})  "
             f"{args.method} box {r.boxes[args.method]}{iou}  -> {', '.join(map(str, r.files))}"
         )
+    return 0

@@ -95,3 +95,4 @@ def _run_pc_softmax(args: argparse.Namespace) -> int:
         return 0  # under torchrun, rank 0 reports
     print(pc_softmax.render_table(results))
     print(f"wrote {out / 'results.json'}, {out / 'table.md'}, {out / 'per_class_accuracy.png'}")
+    return 0
