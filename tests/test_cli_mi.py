@@ -164,3 +164,14 @@ def test_reproduce_mi_bad_jobs_is_one_line(tmp_path, capsys):
     assert main(["reproduce", "mi", "--out", str(tmp_path), "--jobs", "0"]) == 2
     err = capsys.readouterr().err
     assert "--jobs must be a positive integer" in err and "Traceback" not in err
+
+
+def test_reproduce_mi_worker_error_is_one_line(tmp_path, capsys):
+    # 10 per class: the rarest imbalanced class has 5 samples, too few for 5 folds; the
+    # ValueError is raised in a worker process and reaches the user as one line.
+    argv = ["reproduce", "mi", "--out", str(tmp_path), "--samples-per-class", "10"]
+    argv += ["--dims", "1", "--jobs", "2", "--truth-samples", "1000", "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "class index 0 has 1 sample(s)" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

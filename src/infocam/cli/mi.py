@@ -101,7 +101,7 @@ def _add_reproduce_mi(sub: argparse._SubParsersAction) -> None:
         "--jobs",
         type=int,
         default=None,
-        help="worker processes, one table row each at a time (default: the CPU cores this "
+        help="worker processes, one fit each at a time (default: the CPU cores this "
         "process may use, at most 8; 1 on a GPU); the numbers do not depend on it",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")

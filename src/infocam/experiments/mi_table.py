@@ -230,8 +230,8 @@ def _run_rows(
     Every fit is seeded on its own, so the numbers do not depend on ``jobs``. A worker's unit
     is one fit (an imbalanced row's two fits go to two workers, each computing the row's
     ground truth: 0.3-0.5 s); the costliest (imbalanced, higher dimension) go first. Workers
-    start with ``spawn`` (safe with torch's threads and CUDA) and use as many torch threads
-    as this process.
+    start with ``spawn`` (safe with torch's threads and CUDA), use as many torch threads as
+    this process and ignore SIGINT: on Ctrl-C or a worker's error the parent terminates them.
     """
     if jobs <= 1 or len(units) == 1:
         rows = []
@@ -241,24 +241,42 @@ def _run_rows(
             bar.update(len(_kinds(balanced)))
         return rows
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     fits = [(i, kind) for i, (balanced, _) in enumerate(units) for kind in _kinds(balanced)]
     fits.sort(key=lambda f: (units[f[0]][0], -units[f[0]][1]))
+    tasks = [(i, *units[i], settings, kind) for i, kind in fits]
     rows: dict[int, dict[str, Any]] = {}
-    with ProcessPoolExecutor(
-        max_workers=min(jobs, len(fits)),
-        mp_context=mp.get_context("spawn"),
-        initializer=torch.set_num_threads,
-        initargs=(torch.get_num_threads(),),
-    ) as pool:
-        futures = {pool.submit(_row, *units[i], settings, (kind,)): i for i, kind in fits}
-        for future in as_completed(futures):
-            i = futures[future]
-            rows.setdefault(i, {}).update(future.result())
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(min(jobs, len(tasks)), _init_worker, (torch.get_num_threads(),))
+    try:
+        for i, part in pool.imap_unordered(_fit_task, tasks):
+            rows.setdefault(i, {}).update(part)
             bar.update(1)
+    except BaseException:
+        # Ctrl-C or a worker's error: stop the other fits now rather than finish them.
+        pool.terminate()
+        pool.join()
+        raise
+    pool.close()
+    pool.join()
     # A row's keys in the one-process order (header, softmax, its paper formula, pc).
     return [_row_order(rows[i]) for i in range(len(units))]
+
+
+def _init_worker(threads: int) -> None:
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    torch.set_num_threads(threads)
+    # tqdm's default lock is a multiprocessing semaphore; one made here would be reported
+    # as leaked by the resource tracker when the parent terminates this worker.
+    tqdm.set_lock(threading.RLock())
+
+
+def _fit_task(task: tuple[int, bool, int, dict[str, Any], str]) -> tuple[int, dict[str, Any]]:
+    i, balanced, dim, settings, kind = task
+    return i, _row(balanced, dim, settings, (kind,))
 
 
 def _row_order(row: dict[str, Any]) -> dict[str, Any]:
