@@ -14,10 +14,11 @@
  * with wsolevaluation's IoU (int64 arithmetic, +1 areas, double ratio, 0 when the union is
  * <= 0), so the result is bit-identical to its numpy code. Two methods, same results:
  *
- * Row runs (the default for smooth maps; see "row runs" below): one pass over the rows finds
- * the cuts where some row's mask is more than one run. At the other cuts there are no holes
- * and the components are stretches of rows, found in O(rows) per cut; the remaining cuts are
- * labelled run by run.
+ * Row runs (the default for smooth maps; see "row runs" below): one pass over the rows finds,
+ * for every row, the cuts where its mask is more than one run. At cuts where no row is, there
+ * are no holes and the components are stretches of rows, found in O(rows) per cut; at the
+ * others, runs of consecutive one-run rows are still taken whole, and only the rows with
+ * several runs are labelled run by run.
  *
  * Pixel sweeps (maps with many multi-run cuts, i.e. noise): foreground components only grow
  * as c descends and background components only grow as c ascends, so two union-find sweeps
@@ -421,8 +422,10 @@ static void sweep_image(Sweep *s, const uint32_t *order, const int32_t *start,
  * stretches of consecutive non-empty rows whose runs touch. The runs of rows y and y + 1
  * touch iff c < tau[y] = max_x min(q(y, x), max(q(y + 1, x - 1 .. x + 1))), one number per
  * pair of rows. The x-extent of a lone stretch is that of the whole mask (from the column
- * maxima). Cuts with a non-convex row are labelled run by run (components, and holes from
- * the background runs). Images with many such cuts use the sweeps instead. */
+ * maxima). At a cut with a non-convex row the convex rows keep their stretches and only the
+ * non-convex rows are labelled run by run (components, and holes from the background runs
+ * between their runs); see label_cut. Images where that adds up to more than the sweeps
+ * would cost (noise) use the sweeps instead. */
 
 typedef struct {
     int32_t h, w;
@@ -430,12 +433,18 @@ typedef struct {
     uint8_t *rowmax, *colmax; /* (h,), (w,) */
     uint8_t *tau;             /* (h,): rows y, y + 1 touch at cut c iff c < tau[y] */
     uint64_t gaps[4];         /* bit c: some row is not convex at cut c */
+    uint64_t *rgaps;          /* (h, 4): bit c of row y: row y is not convex at cut c */
+    int32_t *lp, *rp;         /* (h,): first / last pixel of row y's mask at the last cut */
     uint64_t *bits;           /* (w + 63) / 64 words: one row's mask */
     /* runs of one cut (foreground, then background): extent, row, union-find parent, box
      * of the component at its root, whether it touches the border */
-    int32_t *rx0, *rx1, *ry, *rpar, *bx0, *bx1, *by1;
+    int32_t *rx0, *rx1, *rpar, *bx0, *by0, *bx1, *by1;
     uint8_t *rborder;
-    int32_t *fgstart, *bgstart; /* (h + 1,) first run of each row */
+    uint8_t *kind;            /* (h,) at the cut: 0 empty, 1 convex, 2 not convex */
+    int32_t *fgcount;         /* (h,) runs of a non-convex row (its first: fgstart) */
+    int32_t *ncrow;           /* (h,) the non-convex rows of the cut */
+    int32_t *fgstart;         /* (h,) first run of each row (a convex row: its stretch) */
+    int32_t *bgstart;         /* (h + 1,) first gap of the k-th non-convex row */
     const int64_t *gt;
     Py_ssize_t ngt;
 } Runs;
@@ -496,7 +505,7 @@ static inline uint8_t link_level(const uint8_t *row, const uint8_t *next, int32_
 /* Gaps of one row: pixels with q(x) < m(x) = min(max left of x, max right of x), given
  * pre[x] = max of row[0..x] and suf[x] = max of row[x..w-1]. The gap cuts of one valley
  * share their upper end m, so [min q, m) is collected once per valley. */
-static inline void collect_gaps(Runs *r, const uint8_t *row, const uint8_t *pre,
+static inline void collect_gaps(uint64_t *bits, const uint8_t *row, const uint8_t *pre,
                                 const uint8_t *suf, int32_t from, int32_t to, int *valley_m,
                                 int *valley_lo)
 {
@@ -506,7 +515,7 @@ static inline void collect_gaps(Runs *r, const uint8_t *row, const uint8_t *pre,
             continue;
         if (m != *valley_m) {
             if (*valley_m >= 0)
-                set_bits(r->gaps, *valley_lo, *valley_m);
+                set_bits(bits, *valley_lo, *valley_m);
             *valley_m = m;
             *valley_lo = v;
         } else if (v < *valley_lo) {
@@ -569,6 +578,8 @@ static void analyse_rows(Runs *r, uint8_t *buf)
             suf[x - 1] = sm;
         }
         /* gaps: only where q(x) < min(pre[x - 1], suf[x + 1]) */
+        uint64_t *rg = r->rgaps + 4 * (Py_ssize_t)y;
+        rg[0] = rg[1] = rg[2] = rg[3] = 0;
         int valley_m = -1, valley_lo = 256;
         x = 1;
 #if defined(__SSE2__)
@@ -578,12 +589,14 @@ static void analyse_rows(Runs *r, uint8_t *buf)
                                      _mm_loadu_si128((const __m128i *)(suf + x + 1)));
             __m128i below = _mm_subs_epu8(m, v); /* > 0 where v < m */
             if (_mm_movemask_epi8(_mm_cmpeq_epi8(below, _mm_setzero_si128())) != 0xFFFF)
-                collect_gaps(r, row, pre, suf, x, x + 16, &valley_m, &valley_lo);
+                collect_gaps(rg, row, pre, suf, x, x + 16, &valley_m, &valley_lo);
         }
 #endif
-        collect_gaps(r, row, pre, suf, x, w - 1, &valley_m, &valley_lo);
+        collect_gaps(rg, row, pre, suf, x, w - 1, &valley_m, &valley_lo);
         if (valley_m >= 0)
-            set_bits(r->gaps, valley_lo, valley_m);
+            set_bits(rg, valley_lo, valley_m);
+        for (int k = 0; k < 4; k++)
+            r->gaps[k] |= rg[k];
         if (y + 1 < h) { /* tau: the best meeting of row y with row y + 1 dilated by one */
             const uint8_t *next = row + w;
             uint8_t t = 0;
@@ -619,24 +632,30 @@ static void analyse_rows(Runs *r, uint8_t *buf)
     }
 }
 
-/* Runs of row[x] > c: bit x of bits (one pass, 16 pixels per SSE2 compare), then the
- * runs from bit scans. Returns their number; x0, x1 get the first and last pixels. */
+/* Runs of row[x] > c for x < w: bit x of bits (16 pixels per SSE2 compare; the row may be
+ * read up to 15 bytes past w, see run_job's padding of q), then the runs from bit scans.
+ * Returns their number; x0, x1 get the first and last pixels. */
 static int32_t row_runs(const uint8_t *row, int32_t w, int c, uint64_t *bits, int32_t *x0,
                         int32_t *x1)
 {
     const int32_t nwords = (w + 63) >> 6;
-    memset(bits, 0, sizeof(uint64_t) * (size_t)nwords);
-    int32_t x = 0;
 #if defined(__SSE2__)
     const __m128i flip = _mm_set1_epi8((char)0x80), cut = _mm_set1_epi8((char)(c ^ 0x80));
-    for (; x + 16 <= w; x += 16) { /* unsigned q > c as signed (q ^ 0x80) > (c ^ 0x80) */
-        __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + x)), flip);
-        uint64_t m = (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpgt_epi8(v, cut));
-        bits[x >> 6] |= m << (x & 63); /* x is a multiple of 16: no straddling */
+    for (int32_t word = 0; word < nwords; word++) { /* q > c as signed (q ^ 0x80) > (c ^ 0x80) */
+        uint64_t m = 0;
+        for (int32_t x = word * 64, j = 0; j < 4 && x < w; j++, x += 16) {
+            __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + x)), flip);
+            m |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpgt_epi8(v, cut)) << (16 * j);
+        }
+        bits[word] = m;
     }
-#endif
-    for (; x < w; x++)
+#else
+    memset(bits, 0, sizeof(uint64_t) * (size_t)nwords);
+    for (int32_t x = 0; x < w; x++)
         bits[x >> 6] |= (uint64_t)(row[x] > c) << (x & 63);
+#endif
+    if (w & 63) /* drop the pixels read past w */
+        bits[nwords - 1] &= ((uint64_t)1 << (w & 63)) - 1;
     int32_t n = 0, word = 0;
     uint64_t cur = bits[0];
     for (;;) {
@@ -670,7 +689,19 @@ static inline int32_t run_find(int32_t *par, int32_t i)
     return i;
 }
 
-static inline void run_union(Runs *r, int32_t i, int32_t j)
+static inline void node_init(Runs *r, int32_t i, int32_t x0, int32_t y0, int32_t x1, int32_t y1,
+                             int border)
+{
+    r->rpar[i] = i;
+    r->bx0[i] = x0;
+    r->by0[i] = y0;
+    r->bx1[i] = x1;
+    r->by1[i] = y1;
+    r->rborder[i] = (uint8_t)border;
+}
+
+/* Join the components of nodes i and j: the smaller root survives with both boxes' union. */
+static inline void node_union(Runs *r, int32_t i, int32_t j)
 {
     i = run_find(r->rpar, i);
     j = run_find(r->rpar, j);
@@ -682,6 +713,10 @@ static inline void run_union(Runs *r, int32_t i, int32_t j)
         j = t;
     }
     r->rpar[j] = i;
+    r->bx0[i] = r->bx0[j] < r->bx0[i] ? r->bx0[j] : r->bx0[i];
+    r->by0[i] = r->by0[j] < r->by0[i] ? r->by0[j] : r->by0[i];
+    r->bx1[i] = r->bx1[j] > r->bx1[i] ? r->bx1[j] : r->bx1[i];
+    r->by1[i] = r->by1[j] > r->by1[i] ? r->by1[j] : r->by1[i];
     r->rborder[i] |= r->rborder[j];
 }
 
@@ -692,97 +727,151 @@ static inline double box_iou(const Runs *r, int64_t x0, int64_t y0, int64_t x1, 
                     min64(y1 + 1 + grow, r->h - 1));
 }
 
-/* Link runs of rows y and y + 1 that touch: 8-connected (slack 1) or 4-connected (0). */
-static void link_rows(Runs *r, const int32_t *start, int32_t h, int slack)
+/* The runs of one row at the current cut: run k spans x0[k] .. x1[k] and is node node0 + k. */
+typedef struct {
+    const int32_t *x0, *x1;
+    int32_t n, node0;
+} RowRuns;
+
+/* Union the nodes of the runs of two consecutive rows that touch: 8-connected (slack 1) or
+ * 4-connected (slack 0). Runs of a row are at least one pixel apart. */
+static inline void link_pair(Runs *r, RowRuns a, RowRuns b, int slack)
 {
-    for (int32_t y = 0; y + 1 < h; y++) {
-        int32_t i = start[y], ei = start[y + 1], j = ei, ej = start[y + 2];
-        while (i < ei && j < ej) {
-            if (r->rx0[i] <= r->rx1[j] + slack && r->rx0[j] <= r->rx1[i] + slack)
-                run_union(r, i, j);
-            if (r->rx1[i] < r->rx1[j]) /* runs of a row are >= 1 pixel apart */
-                i++;
-            else
-                j++;
-        }
+    int32_t i = 0, j = 0;
+    while (i < a.n && j < b.n) {
+        if (a.x0[i] <= b.x1[j] + slack && b.x0[j] <= a.x1[i] + slack)
+            node_union(r, a.node0 + i, b.node0 + j);
+        if (a.x1[i] < b.x1[j])
+            i++;
+        else
+            j++;
     }
 }
 
-/* Best box IoU over the components of runs [first, last) (grow 0) or over those not
- * touching the border (holes, grow 1); -1 when there is none. A root is the smallest run
- * of its component, so it is met first and lies in the component's top row. */
-static double best_of_components(Runs *r, int32_t first, int32_t last, int holes)
+/* Best box IoU over the roots among nodes [first, last) (holes: those not touching the
+ * border, grown by one pixel); -1 when there is none. */
+static double best_of_roots(Runs *r, int32_t first, int32_t last, int holes)
 {
     double best = -1.0;
     for (int32_t i = first; i < last; i++) {
-        int32_t root = run_find(r->rpar, i);
-        if (root == i) {
-            r->bx0[i] = r->rx0[i];
-            r->bx1[i] = r->rx1[i];
-        } else {
-            r->bx0[root] = r->rx0[i] < r->bx0[root] ? r->rx0[i] : r->bx0[root];
-            r->bx1[root] = r->rx1[i] > r->bx1[root] ? r->rx1[i] : r->bx1[root];
-        }
-        r->by1[root] = r->ry[i]; /* runs come in row order */
-    }
-    for (int32_t i = first; i < last; i++) {
         if (r->rpar[i] != i || (holes && r->rborder[i]))
             continue;
-        double iou = box_iou(r, r->bx0[i], r->ry[i], r->bx1[i], r->by1[i], holes);
+        double iou = box_iou(r, r->bx0[i], r->by0[i], r->bx1[i], r->by1[i], holes);
         if (iou > best)
             best = iou;
     }
     return best;
 }
 
-/* Best IoU at cut c by labelling runs (the cut has a non-convex row). */
+/* The runs of row y at the cut: its own when it is not convex (kind 2), else the one run
+ * lp .. rp of its stretch's node. */
+static inline RowRuns row_of(const Runs *r, int32_t y)
+{
+    RowRuns rr;
+    if (r->kind[y] == 2) {
+        rr.x0 = r->rx0 + r->fgstart[y];
+        rr.x1 = r->rx1 + r->fgstart[y];
+        rr.n = r->fgcount[y];
+    } else {
+        rr.x0 = r->lp + y;
+        rr.x1 = r->rp + y;
+        rr.n = 1;
+    }
+    rr.node0 = r->fgstart[y];
+    return rr;
+}
+
+/* Best IoU at cut c by labelling (the cut has a non-convex row). Cuts come in ascending
+ * order for one image, so the first and last pixels > c of each row (lp, rp) only move
+ * inwards (amortised O(1) per row and cut). A row convex at c is the one run lp .. rp, and
+ * consecutive convex rows whose runs touch (c < tau) are one node of the union-find, a
+ * stretch; the rows that are not convex (listed in ncrow) are split into runs by a scan of
+ * lp .. rp, one node each, and only the pairs of rows with such a row among them are
+ * linked run by run. */
 static double label_cut(Runs *r, int c)
 {
     const int32_t h = r->h, w = r->w;
-    int32_t n = 0;
-    for (int32_t y = 0; y < h; y++) { /* foreground runs, row by row */
-        r->fgstart[y] = n;
-        if (r->rowmax[y] <= c)
+    int32_t n = 0, nnc = 0; /* nodes, non-convex rows */
+    for (int32_t y = 0; y < h; y++) {
+        if (r->rowmax[y] <= c) {
+            r->kind[y] = 0;
             continue;
-        n += row_runs(r->q + (Py_ssize_t)y * w, w, c, r->bits, r->rx0 + n, r->rx1 + n);
-        for (int32_t i = r->fgstart[y]; i < n; i++)
-            r->ry[i] = y;
+        }
+        const uint8_t *row = r->q + (Py_ssize_t)y * w;
+        int32_t a = r->lp[y], b = r->rp[y];
+        while (row[a] <= c) /* the row is not empty */
+            a++;
+        while (row[b] <= c)
+            b--;
+        r->lp[y] = a;
+        r->rp[y] = b;
+        if (test_bit(r->rgaps + 4 * (Py_ssize_t)y, c)) { /* runs of a non-convex row */
+            r->kind[y] = 2;
+            r->ncrow[nnc++] = y;
+            int32_t k = row_runs(row + a, b - a + 1, c, r->bits, r->rx0 + n, r->rx1 + n);
+            r->fgstart[y] = n;
+            r->fgcount[y] = k;
+            for (int32_t i = n; i < n + k; i++) {
+                r->rx0[i] += a;
+                r->rx1[i] += a;
+                node_init(r, i, r->rx0[i], y, r->rx1[i], y, 0);
+            }
+            n += k;
+        } else if (y > 0 && r->kind[y - 1] == 1 && r->tau[y - 1] > c) { /* stretch goes on */
+            r->kind[y] = 1;
+            int32_t i = r->fgstart[y] = r->fgstart[y - 1]; /* still a root */
+            r->bx0[i] = a < r->bx0[i] ? a : r->bx0[i];
+            r->bx1[i] = b > r->bx1[i] ? b : r->bx1[i];
+            r->by1[i] = y;
+        } else { /* a new stretch */
+            r->kind[y] = 1;
+            r->fgstart[y] = n;
+            node_init(r, n++, a, y, b, y, 0);
+        }
     }
-    r->fgstart[h] = n;
-    for (int32_t i = 0; i < n; i++) {
-        r->rpar[i] = i;
-        r->rborder[i] = 0;
+    /* rows y, y + 1 with a non-convex one among them: y + 1 from y when y is not convex,
+     * and y - 1, y from y when y - 1 is convex */
+    for (int32_t k = 0; k < nnc; k++) {
+        int32_t y = r->ncrow[k];
+        if (y > 0 && r->kind[y - 1] == 1)
+            link_pair(r, row_of(r, y - 1), row_of(r, y), 1);
+        if (y + 1 < h && r->kind[y + 1])
+            link_pair(r, row_of(r, y), row_of(r, y + 1), 1);
     }
-    link_rows(r, r->fgstart, h, 1);
-    double best = best_of_components(r, 0, n, 0);
+    double best = best_of_roots(r, 0, n, 0);
 
     /* Holes are made of inner gaps, the background between two runs of a row (whatever
      * lies left of a row's first run or right of its last reaches the border along the
-     * row). A gap is outside when it overlaps the outside part of a row next to it: a row
-     * without runs or beyond the image, or the part left of its first run or right of its
-     * last. Overlapping gaps of consecutive rows are 4-connected. */
+     * row), so only non-convex rows have any. A gap is outside when it overlaps the outside
+     * part of a row next to it: an empty row or one beyond the image, or the part left of
+     * its first pixel lp or right of its last rp. Overlapping gaps of consecutive rows are
+     * 4-connected. */
     int32_t m = n;
-    for (int32_t y = 0; y < h; y++) {
-        r->bgstart[y] = m;
-        for (int32_t i = r->fgstart[y] + 1; i < r->fgstart[y + 1]; i++) {
+    for (int32_t k = 0; k < nnc; k++) {
+        int32_t y = r->ncrow[k], first = r->fgstart[y], last = first + r->fgcount[y];
+        r->bgstart[k] = m;
+        for (int32_t i = first + 1; i < last; i++) {
             int32_t g0 = r->rx1[i - 1] + 1, g1 = r->rx0[i] - 1, outside = 0;
             for (int32_t z = y - 1; z <= y + 1; z += 2) {
-                if (z < 0 || z >= h || r->fgstart[z] == r->fgstart[z + 1])
-                    outside = 1;
-                else if (g0 < r->rx0[r->fgstart[z]] || g1 > r->rx1[r->fgstart[z + 1] - 1])
+                if (z < 0 || z >= h || r->kind[z] == 0 || g0 < r->lp[z] || g1 > r->rp[z])
                     outside = 1;
             }
             r->rx0[m] = g0;
             r->rx1[m] = g1;
-            r->ry[m] = y;
-            r->rborder[m] = (uint8_t)outside;
-            r->rpar[m] = m;
+            node_init(r, m, g0, y, g1, y, outside);
             m++;
         }
     }
-    r->bgstart[h] = m;
-    link_rows(r, r->bgstart, h, 0);
-    double hole = best_of_components(r, n, m, 1);
+    r->bgstart[nnc] = m;
+    for (int32_t k = 0; k + 1 < nnc; k++) {
+        if (r->ncrow[k + 1] != r->ncrow[k] + 1)
+            continue;
+        int32_t a0 = r->bgstart[k], b0 = r->bgstart[k + 1], b1 = r->bgstart[k + 2];
+        RowRuns a = {r->rx0 + a0, r->rx1 + a0, b0 - a0, a0};
+        RowRuns b = {r->rx0 + b0, r->rx1 + b0, b1 - b0, b0};
+        link_pair(r, a, b, 0);
+    }
+    double hole = best_of_roots(r, n, m, 1);
     return hole > best ? hole : best;
 }
 
@@ -825,6 +914,10 @@ static void runs_image(Runs *r, const int *levels, int nlev, double *best, int32
                        int32_t *colB)
 {
     const int32_t h = r->h;
+    for (int32_t y = 0; y < h; y++) {
+        r->lp[y] = 0;
+        r->rp[y] = r->w - 1;
+    }
     column_extents(r, levels, nlev, colA, colB);
     for (int k = 0; k < nlev; k++) {
         const int c = levels[k];
@@ -949,7 +1042,7 @@ static void run_job(Job *job)
     const Py_ssize_t h = job->h, w = job->w, npix = h * w, pw = w + 2;
     const Py_ssize_t npad = (h + 2) * pw + 4; /* + 4: row_bits reads one byte past */
     const Py_ssize_t nruns = 2 * npix + 2 * h + 2; /* foreground + background runs */
-    uint8_t *q = malloc((size_t)npix);
+    uint8_t *q = malloc((size_t)npix + 16); /* + 16: row_runs reads past a row's end */
     uint32_t *order = malloc(sizeof(uint32_t) * (size_t)npix);
     uint8_t *in = malloc((size_t)npad);
     int32_t *parent = malloc(sizeof(int32_t) * (size_t)npad);
@@ -958,10 +1051,12 @@ static void run_job(Job *job)
     uint8_t *rowmax = malloc((size_t)(2 * h + w));
     uint8_t *pbuf = malloc((size_t)(2 * w));
     int32_t *runbuf = malloc(sizeof(int32_t) * (size_t)(7 * nruns + 2 * (h + 1)));
-    uint8_t *rborder = malloc((size_t)nruns);
+    uint8_t *rborder = malloc((size_t)(nruns + h)); /* + kind */
     uint64_t *rowbits = malloc(sizeof(uint64_t) * (size_t)((w + 63) / 64));
+    uint64_t *rgaps = malloc(sizeof(uint64_t) * (size_t)(4 * h));
+    int32_t *lprp = malloc(sizeof(int32_t) * (size_t)(4 * h)); /* lp, rp, fgcount, ncrow */
     if (!q || !order || !in || !parent || !rec || !live || !rowmax || !pbuf ||
-        !runbuf || !rborder || !rowbits) {
+        !runbuf || !rborder || !rowbits || !rgaps || !lprp) {
         job->error = 1;
         goto done;
     }
@@ -986,7 +1081,7 @@ static void run_job(Job *job)
     r.colmax = rowmax + 2 * h;
     r.rx0 = runbuf;
     r.rx1 = runbuf + nruns;
-    r.ry = runbuf + 2 * nruns;
+    r.by0 = runbuf + 2 * nruns;
     r.rpar = runbuf + 3 * nruns;
     r.bx0 = runbuf + 4 * nruns;
     r.bx1 = runbuf + 5 * nruns;
@@ -995,6 +1090,12 @@ static void run_job(Job *job)
     r.bgstart = r.fgstart + h + 1;
     r.rborder = rborder;
     r.bits = rowbits;
+    r.rgaps = rgaps;
+    r.lp = lprp;
+    r.rp = lprp + h;
+    r.fgcount = lprp + 2 * h;
+    r.ncrow = lprp + 3 * h;
+    r.kind = rborder + nruns;
 
     for (Py_ssize_t img = 0; img < job->n; img++) {
         int qmax = quantise(job, img, q);
@@ -1024,11 +1125,17 @@ static void run_job(Job *job)
             r.gt = gt;
             r.ngt = ngt;
             analyse_rows(&r, pbuf);
-            if (method == 0) { /* labelling a cut costs about a pass over its rows */
-                Py_ssize_t general = 0;
+            if (method == 0) {
+                /* Cost model, fitted to timings of both methods on CAMs and noise: a labelled
+                 * cut costs about 30 units per row plus 250 per non-convex row (its runs,
+                 * links and gaps); the two sweeps about 60 per pixel. */
+                int64_t general = 0, nonconvex = 0;
                 for (int i = 0; i < 4; i++)
                     general += popcount64(r.gaps[i] & need[i]);
-                method = general * (w / 16 + 16) * h < 12 * npix ? 2 : 1;
+                for (Py_ssize_t y = 0; general && y < h; y++)
+                    for (int i = 0; i < 4; i++)
+                        nonconvex += popcount64(r.rgaps[4 * y + i] & need[i]);
+                method = general * h * 30 + nonconvex * 250 < 60 * (int64_t)npix ? 2 : 1;
             }
         }
         if (method == 2) {
@@ -1059,6 +1166,8 @@ done:
     free(runbuf);
     free(rborder);
     free(rowbits);
+    free(rgaps);
+    free(lprp);
 }
 
 /* ------------------------------------------------------------------ argument checking */
