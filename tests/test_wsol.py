@@ -253,3 +253,20 @@ def test_same_seed_same_numbers(tiny_run, tmp_path):
     a = torch.load(out / "small_gap_cnn" / "best.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "small_gap_cnn" / "best.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_region_and_threshold_grid_takes_numpy_numbers_and_names_the_bad_entry():
+    import numpy as np
+
+    from infocam.experiments.wsol_eval import _check_grid
+
+    assert _check_grid(np.array([1, 3]), [np.float32(0.5), 0.25]) == ((1, 3), (0.5, 0.25))
+    with pytest.raises(TypeError, match=r"regions\[1\] must be an integer >= 1; got float 2\.0"):
+        _check_grid([1, 2.0], [0.2])
+    with pytest.raises(TypeError, match=r"thresholds\[0\] must be a real number in \[0, 1\)"):
+        _check_grid([1], ["0.2"])  # was float("0.2")
+    with pytest.raises(ValueError, match=r"thresholds\[1\] must be .*; got 1\.0"):
+        _check_grid([1], [0.2, 1])
+    for regions, thresholds in [([], [0.2]), ([1], ()), ("1", [0.2])]:
+        with pytest.raises(ValueError, match="must be a non-empty list"):
+            _check_grid(regions, thresholds)

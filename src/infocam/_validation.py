@@ -6,6 +6,8 @@ expected and what came, so that a user's mistake never turns into a silent wrong
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,12 +59,22 @@ def check_integer_labels(x: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def check_target(
-    target: Any, name: str, *, n: int, num_classes: int, device: torch.device | None = None
+    target: Any,
+    name: str,
+    *,
+    n: int,
+    num_classes: int,
+    device: torch.device | None = None,
+    match: str = "the logits",
 ) -> torch.Tensor:
-    """Validate class indices: integer dtype, 1-D of length ``n``, values in [0, num_classes)."""
+    """Validate class indices: integer dtype, 1-D of length ``n``, values in [0, num_classes).
+
+    ``match`` names what fixes ``n`` in the shape error ("target must have shape (n,) to
+    match <match>").
+    """
     t = check_integer_labels(as_tensor(target, name, device=device), name)
     if t.dim() != 1 or t.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},) to match the logits; got {tuple(t.shape)}")
+        raise ValueError(f"{name} must have shape ({n},) to match {match}; got {tuple(t.shape)}")
     if n and bool(((t < 0) | (t >= num_classes)).any()):
         lo, hi = int(t.min()), int(t.max())
         raise ValueError(
@@ -116,3 +128,118 @@ def check_unit(unit: str) -> str:
     if unit not in ("nat", "bit"):
         raise ValueError(f"unit must be 'nat' or 'bit'; got {unit!r}")
     return unit
+
+
+def _describe(value: Any) -> str:
+    """What came, for a type error: ``str 'a'``, ``bool True``, ``Tensor of shape (2,)``."""
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d tensor or array as its Python number; anything else unchanged."""
+    if isinstance(value, torch.Tensor | np.ndarray) and value.ndim == 0:
+        return value.item()
+    return value
+
+
+def as_real(value: Any, name: str, expected: str = "a real number") -> float:
+    """``value`` as a float: any real number (int, float, numpy scalar, 0-d tensor or array).
+
+    ``bool`` is refused (``True`` is no threshold), as are complex numbers, strings and tensors
+    with more than one element; the ``TypeError`` says ``name must be <expected>``.
+    """
+    v = _scalar(value)
+    if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be {expected}; got {_describe(value)}")
+    return float(v)
+
+
+def check_real(
+    value: Any,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a finite float in the interval ``low``..``high`` (None: unbounded).
+
+    ``low_open`` / ``high_open`` exclude the end. Raises ``TypeError`` for what is no real
+    number (see :func:`as_real`) and ``ValueError`` for NaN, inf or a value outside.
+    """
+    if low is None and high is None:
+        where = "a finite real number"
+    else:
+        lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
+        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+        where = f"a real number in {lo}, {hi}"
+    x = as_real(value, name, where)
+    ok = math.isfinite(x)
+    if ok and low is not None:
+        ok = x > low if low_open else x >= low
+    if ok and high is not None:
+        ok = x < high if high_open else x <= high
+    if not ok:
+        raise ValueError(f"{name} must be {where}; got {x!r}")
+    return x
+
+
+def check_int(value: Any, name: str, minimum: int | None = None) -> int:
+    """``value`` as an int (Python or numpy integer, 0-d integer tensor), ``>= minimum``.
+
+    ``bool`` and floats (even 2.0) raise ``TypeError``; a value below ``minimum`` ``ValueError``.
+    """
+    where = "an integer" if minimum is None else f"an integer >= {minimum}"
+    v = _scalar(value)
+    if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be {where}; got {_describe(value)}")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be {where}; got {int(v)}")
+    return int(v)
+
+
+_DEVICE_EXAMPLES = "a torch device such as 'cpu', 'cuda' or 'cuda:1'"
+
+
+def check_device(device: Any, name: str = "device") -> torch.device:
+    """``device`` (``str``, ``torch.device`` or a CUDA index) as a ``torch.device`` usable here.
+
+    Raises ``ValueError`` naming ``name`` (e.g. ``"--device"``) when the string is no device,
+    when CUDA (or MPS) is asked for on a machine without it, or when a CUDA index is beyond
+    the visible GPUs. Other device types are probed with an empty allocation. Nothing is
+    allocated on CUDA (no context is created).
+    """
+    if isinstance(device, bool) or not isinstance(device, str | torch.device | int):
+        raise TypeError(f"{name} must be {_DEVICE_EXAMPLES}; got {_describe(device)}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name} must be {_DEVICE_EXAMPLES}; got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name} is {str(dev)!r} but CUDA is not available on this machine "
+                "(torch.cuda.is_available() is False); use 'cpu'"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"{name} is {str(dev)!r} but only {count} CUDA device(s) are visible "
+                f"(cuda:0 to cuda:{count - 1})"
+            )
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{name} is 'mps' but MPS is not available on this machine; use 'cpu'")
+    elif dev.type != "cpu":
+        try:
+            torch.empty(0, device=dev)
+        except Exception as exc:  # torch raises RuntimeError, AssertionError, NotImplementedError
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(
+                f"{name} is {str(dev)!r} but it cannot be used here: {reason}"
+            ) from None
+    return dev

@@ -33,11 +33,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infocam._validation import as_tensor, check_floating, check_target
+from infocam._validation import as_tensor, check_finite, check_floating, check_int, check_target
 
 __all__ = [
     "METHODS",
@@ -68,8 +69,8 @@ def _check_method(method: str) -> str:
 
 
 def _check_region(region: Any, region_padding: str) -> int:
-    if isinstance(region, bool) or not isinstance(region, int) or region < 1:
-        raise ValueError(f"region must be an integer >= 1 (1 = no region filter); got {region!r}")
+    """``region`` as an int >= 1 (numpy integers and 0-d integer tensors too; 1 = no filter)."""
+    region = check_int(region, "region", minimum=1)
     if region_padding not in REGION_PADDINGS:
         raise ValueError(f"region_padding must be one of {REGION_PADDINGS}; got {region_padding!r}")
     return region
@@ -116,7 +117,7 @@ def region_filter(
     ``r``, weights the window ``k k^T`` with ``k = [1/2, 1, ..., 1, 1/2]`` (r + 1 taps) centred
     on the cell; ``"full"`` returns (h + r - 1, w + r - 1).
     """
-    _check_region(region, region_padding)
+    region = _check_region(region, region_padding)
     if region == 1:
         return maps
     lead, (h, w) = maps.shape[:-2], maps.shape[-2:]
@@ -164,7 +165,7 @@ def class_activation_maps(
         on the features' device, float32 for half inputs.
     """
     method = _check_method(method)
-    _check_region(region, region_padding)
+    region = _check_region(region, region_padding)
     g = check_floating(as_tensor(features, "features"), "features")
     if g.dim() != 4:
         raise ValueError(f"features must have shape (N, K, h, w); got {tuple(g.shape)}")
@@ -180,8 +181,22 @@ def class_activation_maps(
     m = w.shape[0]
     all_classes = isinstance(target, str)
     if all_classes and target != "all":
-        raise ValueError(f"target must be class indices of shape (N,) or 'all'; got {target!r}")
-    t = None if all_classes else check_target(target, "target", n=n, num_classes=m, device=g.device)
+        raise ValueError(f"target must be class indices of shape ({n},) or 'all'; got {target!r}")
+    if not isinstance(target, str | torch.Tensor | np.ndarray | list | tuple):
+        raise TypeError(
+            f"target must be class indices of shape ({n},) (a tensor, array or list) or 'all' "
+            f"for every class's map; got {type(target).__name__}"
+        )
+    t = None
+    if not all_classes:
+        t = check_target(
+            target,
+            "target",
+            n=n,
+            num_classes=m,
+            device=g.device,
+            match=f"features (N, K, h, w) = {tuple(g.shape)}",
+        )
 
     dtype = _compute_dtype(torch.promote_types(g.dtype, w.dtype))
     g = g.to(dtype)
@@ -195,6 +210,7 @@ def class_activation_maps(
                 raise ValueError(
                     f"logits must have shape (N, M) = ({n}, {m}); got {tuple(logits.shape)}"
                 )
+            check_finite(logits, "logits")  # argmin of NaN logits picks an arbitrary class
     with torch.no_grad():
         if t is not None:
             maps = torch.einsum("nk,nkhw->nhw", contrast_weights(w, t, method, logits), g)
@@ -275,6 +291,11 @@ class CAMExtractor:
     checked: averaging the features and applying the classifier must reproduce the logits,
     otherwise the model has no GAP + linear head and a ``ValueError`` names what was found.
     The found names are kept in ``feature_layer_`` and ``classifier_``.
+
+    When no module outputs a spatial map before the pooling (``Sequential(AdaptiveAvgPool2d(1),
+    Flatten(), Linear)`` applied to a feature map), the features are the pooling layer's
+    *input*, taken by a forward pre-hook: ``feature_layer_`` then names the pooling layer and
+    ``features_from_input_`` is True.
     """
 
     def __init__(
@@ -290,6 +311,7 @@ class CAMExtractor:
         self.classifier = classifier
         self.feature_layer_: str | None = None
         self.classifier_: str | None = None
+        self.features_from_input_ = False
         if feature_layer is not None:
             self.feature_layer_ = _resolve(model, feature_layer, "feature_layer")[0]
         if classifier is not None:
@@ -301,9 +323,12 @@ class CAMExtractor:
     # -- detection -------------------------------------------------------------------------
     def _detect(self, images: torch.Tensor) -> None:
         order: list[tuple[str, nn.Module, Any]] = []
+        pool_inputs: dict[int, Any] = {}  # index into order -> first input, for pooling layers
 
         def record(name: str):
             def hook(mod: nn.Module, inp: Any, out: Any) -> None:
+                if isinstance(mod, _POOLS) and inp:
+                    pool_inputs[len(order)] = inp[0]
                 order.append((name, mod, out))
 
             return hook
@@ -311,7 +336,7 @@ class CAMExtractor:
         modules = dict(self.model.named_modules())
         handles = [m.register_forward_hook(record(n)) for n, m in modules.items() if n]
         with _hooks(handles), _eval_mode(self.model), torch.no_grad():
-            logits = self.model(images)
+            self.model(images)
         if self.classifier_ is None:
             linears = [(n, o) for n, m, o in order if isinstance(m, nn.Linear)]
             if not linears:
@@ -337,6 +362,12 @@ class CAMExtractor:
             spatial = [
                 (n, o) for n, _, o in order[:end] if isinstance(o, torch.Tensor) and o.dim() == 4
             ]
+            pooled_input = pool_inputs.get(end) if pools else None
+            if not spatial and isinstance(pooled_input, torch.Tensor) and pooled_input.dim() == 4:
+                # the model's input is the feature map: take it where the pooling layer gets it
+                self.feature_layer_ = order[end][0]
+                self.features_from_input_ = True
+                return
             if not spatial:
                 raise ValueError(
                     f"could not find a spatial feature map: no module of "
@@ -347,14 +378,14 @@ class CAMExtractor:
             last = (fitting or spatial)[-1][1]
             # The outermost module that returned this very tensor fires its hook last.
             self.feature_layer_ = [n for n, o in spatial if o is last][-1]
-        self._check_head(images, logits)
 
-    def _check_head(self, images: torch.Tensor, logits: Any) -> None:
+    def _check_head(self, images: torch.Tensor) -> None:
         feats, out = self._forward(images)
         fc = dict(self.model.named_modules())[self.classifier_]
         k = feats.shape[1]
+        io = "input" if self.features_from_input_ else "output"
         what = (
-            f"feature layer {self.feature_layer_!r} (output {tuple(feats.shape[1:])}) and "
+            f"feature layer {self.feature_layer_!r} ({io} {tuple(feats.shape[1:])}) and "
             f"classifier {self.classifier_!r} (Linear {fc.in_features} -> {fc.out_features})"
         )
         if fc.in_features != k:
@@ -381,7 +412,14 @@ class CAMExtractor:
         def hook(mod: nn.Module, inp: Any, out: Any) -> None:
             store["features"] = out
 
-        with _hooks([layer.register_forward_hook(hook)]), _eval_mode(self.model):
+        def pre_hook(mod: nn.Module, inp: Any) -> None:
+            store["features"] = inp[0] if inp else None
+
+        if self.features_from_input_:
+            handle = layer.register_forward_pre_hook(pre_hook)
+        else:
+            handle = layer.register_forward_hook(hook)
+        with _hooks([handle]), _eval_mode(self.model):
             with torch.no_grad():
                 out = self.model(images)
         if not isinstance(out, torch.Tensor) or out.dim() != 2:
@@ -391,8 +429,9 @@ class CAMExtractor:
             )
         feats = store.get("features")
         if not isinstance(feats, torch.Tensor) or feats.dim() != 4:
+            verb = "get as input" if self.features_from_input_ else "output"
             raise ValueError(
-                f"feature_layer {self.feature_layer_!r} must output (N, K, h, w); got "
+                f"feature_layer {self.feature_layer_!r} must {verb} (N, K, h, w); got "
                 f"{tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats)}"
             )
         return feats, out
@@ -413,7 +452,15 @@ class CAMExtractor:
         if x.dim() != 4:
             raise ValueError(f"images must have shape (N, C, H, W); got {tuple(x.shape)}")
         if self.feature_layer_ is None or self.classifier_ is None:
-            self._detect(x)
+            given = (self.feature_layer_, self.classifier_)
+            try:
+                self._detect(x)
+                self._check_head(x)
+            except BaseException:
+                # a pair that failed its check is not kept: the next call detects again
+                self.feature_layer_, self.classifier_ = given
+                self.features_from_input_ = False
+                raise
         feats, logits = self._forward(x)
         fc = dict(self.model.named_modules())[self.classifier_]
         t = logits.argmax(1) if target is None else target
@@ -424,9 +471,10 @@ class CAMExtractor:
         return CAMResult(logits=logits, maps=maps, target=t_out, features=feats)
 
     def __repr__(self) -> str:
+        inp = ", features_from_input=True" if self.features_from_input_ else ""
         return (
             f"CAMExtractor(model={type(self.model).__name__}, "
-            f"feature_layer={self.feature_layer_!r}, classifier={self.classifier_!r})"
+            f"feature_layer={self.feature_layer_!r}{inp}, classifier={self.classifier_!r})"
         )
 
 

@@ -30,7 +30,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from infocam._validation import as_tensor, check_finite, check_floating, check_target
+from infocam._validation import (
+    as_tensor,
+    check_finite,
+    check_floating,
+    check_int,
+    check_real,
+    check_target,
+)
 
 try:  # compiled at install (setup.py); without a C compiler the OpenCV path does the work
     from infocam import _maxbox
@@ -46,6 +53,9 @@ __all__ = [
     "upsample_maps",
 ]
 
+# torch's interpolation modes for (N, C, H, W) input
+UPSAMPLE_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
+
 
 def _check_maps(maps: Any, name: str = "maps", *, finite: bool = True) -> torch.Tensor:
     x = check_floating(as_tensor(maps, name), name)
@@ -59,15 +69,35 @@ def upsample_maps(
 ) -> torch.Tensor:
     """Resize maps (N, h, w) to ``size`` = (H, W) (or an int for square), ``align_corners=False``.
 
-    Half-precision maps are resized in float32 (CPU kernels lack half support).
+    ``mode`` is one of ``UPSAMPLE_MODES`` (torch's 2-D interpolation modes). Half-precision
+    maps are resized in float32 (CPU kernels lack half support).
     """
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"mode must be one of {UPSAMPLE_MODES}; got {mode!r}")
     x = _check_maps(maps)
-    hw = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
-    if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"size must be a positive int or (H, W); got {size!r}")
+    hw = _check_size(size)
     x = x.to(torch.promote_types(x.dtype, torch.float32))
     kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
     return F.interpolate(x.unsqueeze(1), size=hw, mode=mode, **kwargs).squeeze(1)
+
+
+def _check_size(size: Any) -> tuple[int, int]:
+    """``size`` (an int, or (H, W) of ints) as (H, W), every side >= 1."""
+    what = "size must be a positive int or a pair (H, W) of positive ints"
+    pair = isinstance(size, Sequence) and not isinstance(size, str)
+    if pair or (isinstance(size, torch.Tensor | np.ndarray) and size.ndim == 1):
+        sides = list(size)
+        if len(sides) != 2:
+            raise ValueError(f"{what}; got {len(sides)} values {size!r}")
+    else:
+        sides = [size]
+    try:
+        hw = [check_int(v, "size", minimum=1) for v in sides]
+    except TypeError:
+        raise TypeError(f"{what}; got {size!r}") from None
+    except ValueError:
+        raise ValueError(f"{what}; got {size!r}") from None
+    return (hw[0], hw[-1])
 
 
 def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
@@ -113,15 +143,15 @@ def boxes_from_maps(maps: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
 
     Args:
         maps: (N, H, W) maps at image size (see ``upsample_maps``).
-        threshold: fraction of the per-map range, in [0, 1). The paper uses 0.2.
+        threshold: fraction of the per-map range, a real number in [0, 1) (a Python or
+            numpy number, or a 0-d tensor). The paper uses 0.2.
 
     Returns:
         (N, 4) int64 ``x1, y1, x2, y2``, inclusive pixel coordinates, on the maps' device;
         ``[0, 0, 0, 0]`` for an empty mask (a constant map). "Largest" counts pixels; ties go
         to the component whose first pixel comes first in raster order.
     """
-    if not isinstance(threshold, int | float) or not 0 <= threshold < 1:
-        raise ValueError(f"threshold must be a number in [0, 1); got {threshold!r}")
+    threshold = check_real(threshold, "threshold", 0, 1, high_open=True)
     x = _check_maps(maps, finite=False)
     norm = _normalized(x)
     on = norm > threshold
@@ -235,6 +265,41 @@ def _best_iou(boxes: torch.Tensor, gts: list[torch.Tensor]) -> torch.Tensor:
     return torch.where(valid, iou, -1.0).amax(1)
 
 
+def _check_mergeable(ev: Any, other: Any) -> None:
+    """``merge`` adds counts only of evaluators whose settings give comparable counts."""
+    if not isinstance(other, type(ev)):
+        raise TypeError(f"other must be a {type(ev).__name__}; got {type(other).__name__}")
+    mine, theirs = ev._settings(), other._settings()
+    diff = [f"{k} {mine[k]!r} vs {theirs[k]!r} in other" for k in mine if mine[k] != theirs[k]]
+    if diff:
+        raise ValueError(
+            f"cannot merge {type(ev).__name__}s with different settings: {'; '.join(diff)}"
+        )
+
+
+def _check_same_settings_everywhere(ev: Any, group: Any = None) -> None:
+    """Before summing counters over processes, check every process has the same settings.
+
+    One ``all_gather_object`` of the settings; every process compares all of them with rank
+    0's, so either all raise (the message names the setting and the ranks) or none does.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
+        return
+    gathered: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(gathered, ev._settings(), group=group)
+    first = gathered[0]
+    for rank, theirs in enumerate(gathered[1:], 1):
+        diff = [f"{k} {first[k]!r} on rank 0 vs {theirs[k]!r} on rank {rank}"
+                for k in first if first[k] != theirs[k]]  # fmt: skip
+        if diff:
+            raise ValueError(
+                f"all_reduce needs the same {type(ev).__name__} settings on every process: "
+                + "; ".join(diff)
+            )
+
+
 def _all_reduce(tensors: list[torch.Tensor], group: Any = None) -> list[torch.Tensor]:
     """Sum CPU counters over a ``torch.distributed`` group (no-op outside distributed runs)."""
     import torch.distributed as dist
@@ -271,13 +336,13 @@ class LocalizationEvaluator:
     _KEYS = ("n", "gt_known_loc", "top1_loc", "top1_cls", "top5_cls")
 
     def __init__(self, threshold: float = 0.2, iou_threshold: float = 0.5) -> None:
-        if not 0 <= threshold < 1:
-            raise ValueError(f"threshold must be in [0, 1); got {threshold!r}")
-        if not 0 < iou_threshold <= 1:
-            raise ValueError(f"iou_threshold must be in (0, 1]; got {iou_threshold!r}")
-        self.threshold = threshold
-        self.iou_threshold = iou_threshold
+        self.threshold = check_real(threshold, "threshold", 0, 1, high_open=True)
+        self.iou_threshold = check_real(iou_threshold, "iou_threshold", 0, 1, low_open=True)
         self.reset()
+
+    def _settings(self) -> dict[str, Any]:
+        """What the counts depend on besides the data; ``merge`` and ``all_reduce`` compare it."""
+        return {"threshold": self.threshold, "iou_threshold": self.iou_threshold}
 
     def reset(self) -> LocalizationEvaluator:
         self.counts = torch.zeros(len(self._KEYS), dtype=torch.long)
@@ -315,13 +380,17 @@ class LocalizationEvaluator:
         return boxes
 
     def all_reduce(self, group: Any = None) -> LocalizationEvaluator:
-        """Sum the counters over all processes of a ``torch.distributed`` run (in place)."""
+        """Sum the counters over all processes of a ``torch.distributed`` run (in place).
+
+        Every process must use the same ``threshold`` and ``iou_threshold`` (checked first).
+        """
+        _check_same_settings_everywhere(self, group)
         (self.counts,) = _all_reduce([self.counts], group)
         return self
 
     def merge(self, other: LocalizationEvaluator) -> LocalizationEvaluator:
-        if not isinstance(other, LocalizationEvaluator):
-            raise TypeError(f"other must be a LocalizationEvaluator; got {type(other).__name__}")
+        """Add ``other``'s counts; its ``threshold`` and ``iou_threshold`` must be these."""
+        _check_mergeable(self, other)
         self.counts += other.counts
         return self
 
@@ -489,21 +558,44 @@ class MaxBoxAccEvaluator:
             )
         if backend == "compiled" and not multi_contour:
             raise ValueError("backend='compiled' computes multi_contour=True only")
-        ious = [float(x) for x in iou_thresholds]
-        if not ious or any(not 0 < x <= 100 for x in ious):
-            raise ValueError(f"iou_thresholds must be percentages in (0, 100]; got {ious}")
-        if not 0 < cam_curve_interval < 1:
-            raise ValueError(f"cam_curve_interval must be in (0, 1); got {cam_curve_interval!r}")
-        self.iou_thresholds = tuple(iou_thresholds)
-        self.cam_curve_interval = cam_curve_interval
+        if isinstance(iou_thresholds, str) or not isinstance(
+            iou_thresholds, Sequence | torch.Tensor | np.ndarray
+        ):
+            raise TypeError(
+                f"iou_thresholds must be a sequence of percentages in (0, 100] like (30, 50, 70);"
+                f" got {type(iou_thresholds).__name__}"
+            )
+        ious = [
+            check_real(x, f"iou_thresholds[{i}]", 0, 100, low_open=True)
+            for i, x in enumerate(iou_thresholds)
+        ]
+        if not ious:
+            raise ValueError("iou_thresholds must hold at least one percentage in (0, 100]")
+        self.iou_thresholds = tuple(ious)
+        self.cam_curve_interval = check_real(
+            cam_curve_interval, "cam_curve_interval", 0, 1, low_open=True, high_open=True
+        )
+        if not isinstance(multi_contour, bool | np.bool_):
+            raise TypeError(f"multi_contour must be True or False; got {multi_contour!r}")
         self.multi_contour = bool(multi_contour)
-        self.num_threads = num_threads or os.cpu_count() or 1
+        if num_threads is None:
+            self.num_threads = os.cpu_count() or 1
+        else:
+            self.num_threads = check_int(num_threads, "num_threads", minimum=1)
         compiled = backend != "opencv" and _maxbox is not None and self.multi_contour
         self.backend = "compiled" if compiled else "opencv"
-        self.cam_thresholds = np.arange(0, 1, cam_curve_interval)
+        self.cam_thresholds = np.arange(0, 1, self.cam_curve_interval)
         # wsolevaluation compares iou >= delta / 100 in float64
         self._iou_cut = np.asarray([x / 100 for x in self.iou_thresholds], dtype=np.float64)
         self.reset()
+
+    def _settings(self) -> dict[str, Any]:
+        """What the counts depend on besides the data (not the backend: both count alike)."""
+        return {
+            "iou_thresholds": self.iou_thresholds,
+            "cam_curve_interval": self.cam_curve_interval,
+            "multi_contour": self.multi_contour,
+        }
 
     def reset(self) -> MaxBoxAccEvaluator:
         shape = (len(self.iou_thresholds), len(self.cam_thresholds))
@@ -581,13 +673,19 @@ class MaxBoxAccEvaluator:
         self.n += n
 
     def all_reduce(self, group: Any = None) -> MaxBoxAccEvaluator:
-        """Sum the counters over all processes of a ``torch.distributed`` run (in place)."""
+        """Sum the counters over all processes of a ``torch.distributed`` run (in place).
+
+        Every process must use the same ``iou_thresholds``, ``cam_curve_interval`` and
+        ``multi_contour`` (checked first; the backend may differ).
+        """
+        _check_same_settings_everywhere(self, group)
         self.counts, self.n = _all_reduce([self.counts, self.n], group)
         return self
 
     def merge(self, other: MaxBoxAccEvaluator) -> MaxBoxAccEvaluator:
-        if not isinstance(other, MaxBoxAccEvaluator) or other.counts.shape != self.counts.shape:
-            raise ValueError("other must be a MaxBoxAccEvaluator with the same thresholds")
+        """Add ``other``'s counts; its ``iou_thresholds``, ``cam_curve_interval`` and
+        ``multi_contour`` must be these (the backend may differ)."""
+        _check_mergeable(self, other)
         self.counts += other.counts
         self.n += other.n
         return self

@@ -3,12 +3,14 @@
 * ``overlay(image, heatmap, pred_box=None, gt_box=None)`` -> (H, W, 3) uint8.
 * ``method_grid(panels, titles)`` -> a matplotlib figure, panels side by side.
 * ``localize_images(paths, model, ...)``: the ``infocam localize`` pipeline: read, predict,
-  maps of every method, boxes, one overlay PNG per image and a grid of methods.
+  maps of every method, boxes, one overlay PNG per image and a grid of methods;
+  ``iter_localize_images`` yields each image's result as soon as its files are written.
+* ``check_image_files(paths)``: every path is an image PIL can open (before any work).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,16 @@ import numpy as np
 import torch
 
 from infocam._imagenet import IMAGENET_MEAN, IMAGENET_STD
-from infocam.cam import METHODS, CAMExtractor, class_activation_maps
+from infocam._validation import check_device, check_int, check_real
+from infocam.cam import METHODS, CAMExtractor, _check_region, class_activation_maps
 from infocam.errors import CorruptImageError
 from infocam.localization import box_iou, boxes_from_maps, normalize_maps, upsample_maps
 
 __all__ = [
     "LocalizedImage",
+    "check_image_files",
     "figure_grid",
+    "iter_localize_images",
     "localize_images",
     "method_grid",
     "overlay",
@@ -112,8 +117,9 @@ def method_grid(panels: Sequence[np.ndarray], titles: Sequence[str], suptitle: s
     return fig
 
 
-def read_image(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """RGB image resized to ``size`` x ``size`` (uint8) and its original (width, height)."""
+def _open_image(path: str | Path, use: Any) -> Any:
+    """``use(image)`` on the opened image file; a missing, unreadable or undecodable file
+    raises ``FileNotFoundError``, ``PermissionError`` or ``CorruptImageError`` naming it."""
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
@@ -121,11 +127,42 @@ def read_image(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, int]
         raise FileNotFoundError(2, "image not found", str(p))
     try:
         with Image.open(p) as im:
-            original = im.size
-            rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            return use(im)
+    except PermissionError:
+        raise  # not a corrupt image: the message says "Permission denied" and names the file
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise CorruptImageError(p, str(exc)) from exc
-    return np.array(rgb), original
+
+
+def read_image(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """RGB image resized to ``size`` x ``size`` (uint8) and its original (width, height)."""
+    from PIL import Image
+
+    size = check_int(size, "size", minimum=1)
+
+    def load(im: Any) -> tuple[np.ndarray, tuple[int, int]]:
+        rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        return np.array(rgb), im.size
+
+    return _open_image(path, load)
+
+
+def check_image_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Check, before any work, that every path is an image file PIL can open.
+
+    Opens each header and runs ``Image.verify()`` (no full decode, so a file truncated in
+    its pixel data is only found when read). Raises for the first bad file, naming it:
+    ``FileNotFoundError`` (missing or not a file), ``PermissionError`` or
+    ``CorruptImageError``. Returns the paths as ``Path`` objects.
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    out = [Path(p) for p in paths]
+    if not out:
+        raise ValueError("paths must name at least one image file; got none")
+    for p in out:
+        _open_image(p, lambda im: im.verify())
+    return out
 
 
 def _resize_box(box: Sequence[int], original: tuple[int, int], size: int) -> list[int]:
@@ -169,18 +206,59 @@ def localize_images(
     red when given, in the original image's pixel coordinates) and ``<stem>_grid.png``
     (CAM | infoCAM | infoCAM+). The class is ``target`` or the top-1 prediction.
     ``region`` / ``region_padding``: see :func:`infocam.class_activation_maps`.
+    Every argument and every image file is checked before the first image is processed.
     """
+    return list(
+        iter_localize_images(
+            paths,
+            model,
+            out_dir,
+            method=method,
+            region=region,
+            region_padding=region_padding,
+            threshold=threshold,
+            image_size=image_size,
+            gt_box=gt_box,
+            target=target,
+            device=device,
+        )
+    )
+
+
+def iter_localize_images(
+    paths: Sequence[str | Path],
+    model: torch.nn.Module,
+    out_dir: str | Path,
+    *,
+    method: str = "infocam+",
+    region: int = 1,
+    region_padding: str = "same",
+    threshold: float = 0.2,
+    image_size: int = 224,
+    gt_box: Sequence[int] | None = None,
+    target: int | None = None,
+    device: str | torch.device = "cpu",
+) -> Iterator[LocalizedImage]:
+    """:func:`localize_images` one image at a time: each result is yielded once its PNGs are
+    written, so an error on a later image loses nothing already done. The arguments and all
+    image files are checked on the first ``next()``, before any image is processed."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    region = _check_region(region, region_padding)
+    threshold = check_real(threshold, "threshold", 0, 1, high_open=True)
+    image_size = check_int(image_size, "image_size", minimum=1)
+    if target is not None:
+        target = check_int(target, "target", minimum=0)
     if gt_box is not None and (len(gt_box) != 4 or gt_box[2] < gt_box[0] or gt_box[3] < gt_box[1]):
         raise ValueError(f"gt_box must be x1,y1,x2,y2 with x2 >= x1, y2 >= y1; got {gt_box}")
+    device = check_device(device)
+    paths = check_image_files(paths)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.to(device)
     extractor = CAMExtractor(model)
     mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
     std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
-    results = []
     for path in paths:
         rgb, original = read_image(path, image_size)
         x = torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div(255)
@@ -231,8 +309,7 @@ def localize_images(
         plt.close(fig)
         item.files = [single, grid]
         item.panels = {"image": rgb, **dict(zip(METHODS, panels, strict=True))}
-        results.append(item)
-    return results
+        yield item
 
 
 def _save_png(img: np.ndarray, path: Path) -> None:

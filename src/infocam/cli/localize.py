@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from infocam.cli._args import _add_region_padding, _box_arg
+from infocam.cli._args import (
+    _add_region_padding,
+    _box_arg,
+    _check_device_arg,
+    _class_index,
+    _fraction,
+    _positive_int,
+)
 
 
 def _add_localize(sub: argparse._SubParsersAction) -> None:
@@ -26,15 +33,19 @@ def _add_localize(sub: argparse._SubParsersAction) -> None:
         "--weights",
         help="state-dict file, a torchvision weights name, or 'imagenet' (efficientnet_lite0)",
     )
-    p.add_argument("--num-classes", type=int, help="default: from the weights file")
+    p.add_argument("--num-classes", type=_positive_int, help="default: from the weights file")
     p.add_argument("--method", default="infocam+", choices=["cam", "infocam", "infocam+"])
-    p.add_argument("--region", type=int, default=1, help="side r of the region R (default 1)")
+    p.add_argument(
+        "--region", type=_positive_int, default=1, help="side r of the region R (default 1)"
+    )
     _add_region_padding(p)
-    p.add_argument("--threshold", type=float, default=0.2, help="box threshold (default 0.2)")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--target", type=int, help="class to localise (default: top-1)")
+    p.add_argument(
+        "--threshold", type=_fraction, default=0.2, help="box threshold in [0, 1) (default 0.2)"
+    )
+    p.add_argument("--image-size", type=_positive_int, default=224, help="side in pixels")
+    p.add_argument("--target", type=_class_index, help="class to localise (default: top-1)")
     p.add_argument("--gt-box", type=_box_arg, help="x1,y1,x2,y2 in original image pixels")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--summary",
@@ -57,10 +68,16 @@ def _imagenet_categories(model) -> list[str]:
 
 def _run_localize(args: argparse.Namespace) -> int:
     from infocam.models import load_classifier
-    from infocam.viz import localize_images
+    from infocam.viz import check_image_files, iter_localize_images
 
+    # Everything that can be checked is checked before the model loads.
+    _check_device_arg(args.device)
+    check_image_files(args.images)
     model = load_classifier(args.arch, args.weights, args.num_classes)
-    results = localize_images(
+    results = []
+    # Each image's line is printed as soon as its files are written: an error on a later
+    # image (exit 2) loses nothing already done.
+    for r in iter_localize_images(
         args.images,
         model,
         args.out,
@@ -72,16 +89,17 @@ def _run_localize(args: argparse.Namespace) -> int:
         gt_box=args.gt_box,
         target=args.target,
         device=args.device,
-    )
+    ):
+        iou = f"  IoU {r.iou[args.method]:.3f}" if r.iou else ""
+        print(
+            f"{r.path}: class {r.predicted_class} (p={r.score:.3f})  "
+            f"{args.method} box {r.boxes[args.method]}{iou}  -> {', '.join(map(str, r.files))}",
+            flush=True,
+        )
+        results.append(r)
     if args.summary:
         from infocam.viz import summary_figure
 
         names = _imagenet_categories(model) if args.weights else ()
         print(f"summary -> {summary_figure(results, args.summary, class_names=names)}")
-    for r in results:
-        iou = f"  IoU {r.iou[args.method]:.3f}" if r.iou else ""
-        print(
-            f"{r.path}: class {r.predicted_class} (p={r.score:.3f})  "
-            f"{args.method} box {r.boxes[args.method]}{iou}  -> {', '.join(map(str, r.files))}"
-        )
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from infocam.cli._args import _add_wsol_data_arguments, _add_wsol_eval_arguments
+from infocam.cli._args import _add_wsol_data_arguments, _add_wsol_eval_arguments, _check_device_arg
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +38,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise ValueError("--out is required (the run folder)")
+    _check_device_arg(args.device)  # before the data loads and OUT/wsol.json is written
     data = load_wsol_data(
         args.dataset,
         args.data_root,
@@ -103,6 +104,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from infocam.experiments.wsol import evaluate_run, format_table, load_trained
     from infocam.training import setup_distributed
 
+    _check_device_arg(args.device)
     run, model = load_trained(args.run, args.checkpoint)
     data = run.data(args.data_root)
     out = Path(args.out) if args.out else Path(args.run) / "eval"
@@ -171,6 +173,7 @@ def _add_reproduce_wsol(sub: argparse._SubParsersAction) -> None:
 def _run_reproduce_wsol(args: argparse.Namespace) -> int:
     from infocam.experiments.wsol import PROTOCOLS, reproduce_wsol
 
+    _check_device_arg(args.device)
     archs = args.arch or PROTOCOLS[args.dataset]["archs"]
     weights: dict[str, str | None] = {}
     for item in args.weights:

@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from infocam._validation import check_int, check_real
 from infocam.cam import METHODS, REGION_PADDINGS, CAMExtractor, class_activation_maps
 from infocam.localization import (
     LocalizationEvaluator,
@@ -95,11 +96,23 @@ def _check_padding(region_padding: str) -> None:
         raise ValueError(f"region_padding must be one of {REGION_PADDINGS}; got {region_padding!r}")
 
 
-def _check_grid(regions: Sequence[int], thresholds: Sequence[float]) -> None:
-    if not regions or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in regions):
-        raise ValueError(f"regions must be positive integers; got {tuple(regions)!r}")
-    if not thresholds or any(not 0 <= float(t) < 1 for t in thresholds):
-        raise ValueError(f"thresholds must be numbers in [0, 1); got {tuple(thresholds)!r}")
+def _check_grid(
+    regions: Sequence[int], thresholds: Sequence[float]
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The grid as Python ints and floats (numpy numbers and 0-d tensors are accepted)."""
+
+    def items(values: Any, what: str) -> list[Any]:
+        sized = hasattr(values, "__len__") and not isinstance(values, str)
+        if not sized or len(values) == 0:
+            raise ValueError(f"{what}; got {values!r}")
+        return list(values)
+
+    rs = items(regions, "regions must be a non-empty list of integers >= 1")
+    ts = items(thresholds, "thresholds must be a non-empty list of numbers in [0, 1)")
+    return (
+        tuple(check_int(r, f"regions[{i}]", minimum=1) for i, r in enumerate(rs)),
+        tuple(check_real(t, f"thresholds[{i}]", 0, 1, high_open=True) for i, t in enumerate(ts)),
+    )
 
 
 def _extractor(model: nn.Module) -> CAMExtractor:
@@ -209,11 +222,11 @@ def localization_grid(
     ground-truth box of the image.
     """
     methods = _check_methods(methods)
-    _check_grid(regions, thresholds)
+    regions, thresholds = _check_grid(regions, thresholds)
     _check_padding(region_padding)
     device = torch.device(device)
     evs = {
-        (m, r, t): LocalizationEvaluator(float(t), iou_threshold)
+        (m, r, t): LocalizationEvaluator(t, iou_threshold)
         for m in methods
         for r in regions
         for t in thresholds

@@ -16,6 +16,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from infocam._validation import check_device
+
 __all__ = ["DistContext", "all_reduce_sum", "gather_rows", "rank_and_world", "setup_distributed"]
 
 
@@ -58,15 +60,8 @@ def _env_int(name: str, default: int) -> int:
 def _resolve_device(device: str | torch.device | None, local_rank: int, world: int) -> torch.device:
     if device is None or str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; got {device!r}"
-        ) from exc
+    dev = check_device(device, "device")  # a string torch parses, available on this machine
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available here")
         if dev.index is None:
             # One GPU per process under torchrun; plain "cuda" means this process's GPU.
             dev = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
