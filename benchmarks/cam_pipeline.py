@@ -14,10 +14,13 @@ each with an object-like blob so that the maps have something to find; maps go t
 2. Maps vs a ResNet50 forward pass (cost per image).
 3. MaxBoxAccV2 per image at cam_curve_interval 0.01 and 0.001: ``MaxBoxAccEvaluator`` (both
    backends: ``opencv``, contours once per distinct cut, and ``compiled``, the C module
-   ``infocam._maxbox``) vs the faithful re-statement of wsolevaluation's loop in
-   ``wsol_reference.py``; scores must match.
+   ``infocam._maxbox``, on one thread and on all of torch's) vs the faithful re-statement of
+   wsolevaluation's loop in ``wsol_reference.py``; scores must match. Three families of
+   maps: one blob, three blobs (secondary peaks), and real CAMs of an ImageNet
+   EfficientNet-Lite0 on scikit-image's photos (when ``infocam[bench]`` is installed).
 
-Run: ``python benchmarks/cam_pipeline.py [--n 64] [--n-maxbox 32] [--threads 1]``
+Run: ``python benchmarks/cam_pipeline.py [--n 64] [--n-maxbox 32] [--threads 1]
+[--maxbox-threads N]``
 (``--quick`` for a short run). Results: ``benchmarks/results/cam_pipeline.{json,md}``.
 """
 
@@ -61,27 +64,85 @@ class GapHead(nn.Module):
         return self.fc(self.layer4(x).mean((2, 3)))
 
 
-def make_inputs(n: int, seed: int):
+def make_inputs(n: int, seed: int, blobs: int = 1):
+    """Features with ``blobs`` object-like blobs along the target's weight direction (the
+    first at full strength, the others at 30-80%: the secondary peaks real CAMs have), and a
+    ground-truth box around the first."""
     g = torch.Generator().manual_seed(seed)
-    centre = torch.randint(3, H - 3, (n, 2), generator=g)
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(H), indexing="ij")
-    sigma = 1.5 + 2 * torch.rand(n, generator=g)
-    d2 = (yy - centre[:, 0, None, None]) ** 2 + (xx - centre[:, 1, None, None]) ** 2
-    blob = torch.exp(-d2 / (2 * sigma[:, None, None] ** 2))  # (n, 14, 14)
+    centres, sigmas, heat = [], [], torch.zeros(n, H, H)
+    for b in range(blobs):
+        centre = torch.randint(3, H - 3, (n, 2), generator=g)
+        sigma = 1.5 + 2 * torch.rand(n, generator=g)
+        d2 = (yy - centre[:, 0, None, None]) ** 2 + (xx - centre[:, 1, None, None]) ** 2
+        amp = 1.0 if b == 0 else 0.3 + 0.5 * torch.rand(n, 1, 1, generator=g)
+        heat += amp * torch.exp(-d2 / (2 * sigma[:, None, None] ** 2))  # (n, 14, 14)
+        centres.append(centre)
+        sigmas.append(sigma)
     target = torch.randint(0, M, (n,), generator=g)
     head = GapHead()
     with torch.no_grad():
         head.fc.weight.copy_(torch.randn(M, K, generator=g) * 0.02)
         head.fc.bias.zero_()
-    # features: noise + a blob along the target's weight direction
+    # features: noise + the blobs along the target's weight direction
     feats = torch.relu(torch.randn(n, K, H, H, generator=g) * 0.5)
-    feats += blob[:, None] * head.fc.weight[target].clamp(min=0)[:, :, None, None] * 30
+    feats += heat[:, None] * head.fc.weight[target].clamp(min=0)[:, :, None, None] * 30
     scale = SIZE / H
-    r = (1.0 + 2.0 * torch.rand(n, generator=g)) * sigma * scale  # loose or tight boxes
+    r = (1.0 + 2.0 * torch.rand(n, generator=g)) * sigmas[0] * scale  # loose or tight boxes
     shift = (torch.rand(n, 2, generator=g) - 0.5) * 4 * scale  # up to 2 cells off
-    cy, cx = ((centre.float() + 0.5) * scale + shift).unbind(1)
+    cy, cx = ((centres[0].float() + 0.5) * scale + shift).unbind(1)
     gt = torch.stack([cx - r, cy - r, cx + r, cy + r], 1).clamp(0, SIZE - 1).long()
     return feats, head.eval(), target, gt
+
+
+def photo_cams(n: int, seed: int):
+    """Real CAMs: ImageNet-pretrained EfficientNet-Lite0 (the ``infocam[demo]`` wheels) on
+    random crops and flips of scikit-image's photos, 7 x 7 maps -> 224 x 224, with a random
+    box each (no ground truth exists; the box only sets the IoUs both sides compute). None
+    when the model or scikit-image is not installed."""
+    try:
+        from skimage import data as skdata
+
+        from infocam.models.registry import load_classifier
+
+        model = load_classifier("efficientnet_lite0", "imagenet")
+    except (ImportError, ValueError):
+        return None
+    from infocam import CAMExtractor
+    from infocam._imagenet import IMAGENET_MEAN, IMAGENET_STD
+
+    names = ["chelsea", "coffee", "rocket", "astronaut", "motorcycle_left", "horse", "camera"]
+    photos = []
+    for name in names:
+        try:
+            img = torch.from_numpy(np.ascontiguousarray(getattr(skdata, name)())).float() / 255
+        except Exception:  # a photo that needs a download: skip it
+            continue
+        photos.append(img[..., None].expand(*img.shape, 3) if img.ndim == 2 else img[..., :3])
+    if not photos:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    batch = []
+    for i in range(n):
+        img = photos[i % len(photos)].permute(2, 0, 1)
+        h, w = img.shape[1:]
+        s = 0.5 + 0.5 * float(torch.rand(1, generator=g))
+        ch, cw = int(h * s), int(w * s)
+        y0 = int(torch.randint(0, h - ch + 1, (1,), generator=g))
+        x0 = int(torch.randint(0, w - cw + 1, (1,), generator=g))
+        crop = img[None, :, y0 : y0 + ch, x0 : x0 + cw]
+        crop = torch.nn.functional.interpolate(crop, size=(SIZE, SIZE), mode="bilinear")[0]
+        batch.append(crop.flip(-1) if float(torch.rand(1, generator=g)) < 0.5 else crop)
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    x = (torch.stack(batch) - mean) / std
+    with torch.inference_mode():
+        maps = CAMExtractor(model)(x, method="cam").maps
+    maps = normalize_maps(upsample_maps(maps.double(), SIZE))
+    c = torch.randint(40, SIZE - 40, (n, 2), generator=g)
+    r = torch.randint(20, 80, (n, 1), generator=g)
+    gt = torch.cat([c - r, c + r], 1).clamp(0, SIZE - 1)
+    return maps, gt
 
 
 def timeit(fn, repeat: int) -> float:
@@ -187,16 +248,20 @@ def forward_cost(feats, head, target, n_forward: int):
 
 
 def maxbox_rows(maps, gts, threads: int, repeat: int):
-    """Per-image seconds of wsolevaluation's loop and both MaxBoxAccEvaluator backends.
+    """Per-image seconds of wsolevaluation's loop and MaxBoxAccEvaluator: the opencv backend,
+    the compiled one on 1 thread and on ``threads`` threads.
 
-    The three run in turn ``repeat`` times (best of each kept), so that a load change on a
-    shared machine hits them alike; the scores must be equal.
+    All run in turn ``repeat`` times (best of each kept), so that a load change on a shared
+    machine hits them alike; the scores must be equal.
     """
     rows = []
     n = maps.shape[0]
     maps_np = maps.numpy()
+    runs = {"opencv": ("opencv", 1), "compiled": ("compiled", 1)}
+    if threads > 1:
+        runs[f"compiled x{threads}"] = ("compiled", threads)
     for interval in (0.01, 0.001):
-        best = {"ref": float("inf"), "opencv": float("inf"), "compiled": float("inf")}
+        best = dict.fromkeys(["ref", *runs], float("inf"))
         scores = {}
         for _ in range(repeat):
             ref = ReferenceBoxEvaluator(cam_curve_interval=interval)
@@ -205,17 +270,31 @@ def maxbox_rows(maps, gts, threads: int, repeat: int):
                 ref.accumulate(m, g[None])
             best["ref"] = min(best["ref"], (time.perf_counter() - t0) / n)
             scores["ref"] = ref.compute()
-            for backend in ("opencv", "compiled"):
+            for name, (backend, nthreads) in runs.items():
                 ev = MaxBoxAccEvaluator(
-                    cam_curve_interval=interval, num_threads=threads, backend=backend
+                    cam_curve_interval=interval, num_threads=nthreads, backend=backend
                 )
                 t0 = time.perf_counter()
                 ev.update(maps, gts[:, None])
-                best[backend] = min(best[backend], (time.perf_counter() - t0) / n)
-                scores[backend] = ev.compute()
-        equal = scores["ref"] == scores["opencv"] == scores["compiled"]
+                best[name] = min(best[name], (time.perf_counter() - t0) / n)
+                scores[name] = ev.compute()
+        equal = all(v == scores["ref"] for v in scores.values())
         rows.append((interval, best, scores["ref"]["MaxBoxAccV2"], equal))
     return rows
+
+
+def maxbox_families(n: int, seed: int):
+    """The maps MaxBoxAccV2 is timed on: name -> (maps (n, 224, 224) in [0, 1], boxes)."""
+    families = {}
+    for name, blobs in (("one blob", 1), ("three blobs", 3)):
+        f, head, t, gt = make_inputs(n, seed, blobs=blobs)
+        with torch.no_grad():
+            maps = class_activation_maps(f, head.fc.weight, t)
+        families[name] = (normalize_maps(upsample_maps(maps.double(), SIZE)), gt)
+    photos = photo_cams(n, seed)
+    if photos is not None:
+        families["photos (EfficientNet-Lite0)"] = photos
+    return families
 
 
 def main(argv=None) -> int:
@@ -223,13 +302,20 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=64, help="batch size of the pipeline (default 64)")
     ap.add_argument("--n-maxbox", type=int, default=32, help="images for MaxBoxAccV2 timing")
     ap.add_argument("--n-forward", type=int, default=4, help="images for the ResNet50 forward")
-    ap.add_argument("--threads", type=int, default=1, help="torch / MaxBoxAcc threads")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (pipeline)")
+    ap.add_argument(
+        "--maxbox-threads",
+        type=int,
+        default=0,
+        help="threads of the parallel MaxBoxAccV2 column (default: torch's default)",
+    )
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="n=16, n-maxbox=8, repeat=1")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.n_maxbox, args.repeat, args.n_forward = 16, 8, 1, 2
+    default_threads = torch.get_num_threads()  # before the pipeline's setting below
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
 
@@ -257,24 +343,29 @@ def main(argv=None) -> int:
         "",
     ]
 
-    fm, hm, tm, gm = make_inputs(args.n_maxbox, args.seed + 1)
-    with torch.no_grad():
-        maps = class_activation_maps(fm, hm.fc.weight, tm)
-    maps = normalize_maps(upsample_maps(maps.double(), SIZE))
+    threads = args.maxbox_threads or default_threads
     lines.append(
-        f"MaxBoxAccV2, {args.n_maxbox} maps 224x224, ms/image (best of {args.repeat}); "
-        f"infocam backends: opencv (contours per distinct cut) and compiled (infocam._maxbox)"
+        f"MaxBoxAccV2, {args.n_maxbox} maps 224x224 per family, ms/image (best of "
+        f"{args.repeat}); infocam backends: opencv (contours per distinct cut) and compiled "
+        f"(infocam._maxbox) on 1 and {threads} thread(s)"
     )
-    lines.append(
-        f"{'cam_curve_interval':<20}{'wsol loop':>10}{'opencv':>10}{'compiled':>10}"
-        f"{'wsol/opencv':>13}{'wsol/compiled':>15}  scores equal (MaxBoxAccV2)"
-    )
-    mrows = maxbox_rows(maps, gm.numpy(), args.threads, max(args.repeat, 1))
-    for interval, t, score, eq in mrows:
+    cols = ["opencv", "compiled"] + ([f"compiled x{threads}"] if threads > 1 else [])
+    head_cols = "".join(f"{c:>13}" for c in cols) + "".join(f"{'wsol/' + c:>19}" for c in cols)
+    lines.append(f"{'maps':<29}{'interval':>9}{'wsol loop':>11}{head_cols}  equal (MaxBoxAccV2)")
+    mrows = []
+    for family, (maps, gt) in maxbox_families(args.n_maxbox, args.seed + 1).items():
+        for interval, t, score, eq in maxbox_rows(maps, gt.numpy(), threads, args.repeat):
+            mrows.append((family, interval, t, score, eq))
+            vals = "".join(f"{t[c] * 1e3:>13.3f}" for c in cols)
+            ratios = "".join(f"{t['ref'] / t[c]:>18.1f}x" for c in cols)
+            lines.append(
+                f"{family:<29}{interval:>9}{t['ref'] * 1e3:>11.2f}{vals}{ratios}  {eq} "
+                f"({score:.4f})"
+            )
+    if "photos (EfficientNet-Lite0)" not in {r[0] for r in mrows}:
         lines.append(
-            f"{interval:<20}{t['ref'] * 1e3:>10.2f}{t['opencv'] * 1e3:>10.2f}"
-            f"{t['compiled'] * 1e3:>10.3f}{t['ref'] / t['opencv']:>12.1f}x"
-            f"{t['ref'] / t['compiled']:>14.1f}x  {eq} ({score:.4f})"
+            "(photos row skipped: needs the infocam[demo] wheels and scikit-image; "
+            "pip install -e '.[bench]')"
         )
     text = "\n".join(lines)
     print(text)
@@ -287,14 +378,14 @@ def main(argv=None) -> int:
         "maps_ms_per_image": t_map * 1e3,
         "maxboxacc": [
             {
+                "maps": family,
                 "interval": interval,
                 "wsol_loop_s": t["ref"],
-                "opencv_s": t["opencv"],
-                "compiled_s": t["compiled"],
+                **{f"{k.replace(' ', '_')}_s": v for k, v in t.items() if k != "ref"},
                 "maxboxaccv2": score,
                 "equal": eq,
             }
-            for interval, t, score, eq in mrows
+            for family, interval, t, score, eq in mrows
         ],
     }
     (RESULTS / "cam_pipeline.json").write_text(json.dumps(payload, indent=2))

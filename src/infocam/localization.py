@@ -20,7 +20,6 @@ evaluator's, ``all_reduce()`` sums them over the processes of a ``torch.distribu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -530,9 +529,12 @@ class MaxBoxAccEvaluator:
       per distinct cut, on the crop holding the mask.
 
     ``backend="auto"`` picks the first that applies; the ``backend`` attribute says which one
-    runs. Images run on ``num_threads`` threads (both backends release the GIL).
+    runs. Images run on ``num_threads`` threads (both backends release the GIL; the batch is
+    split into one contiguous chunk per thread).
 
-    Args (besides the metric's): ``num_threads`` (None: all cores) and ``backend``
+    Args (besides the metric's): ``num_threads`` (None, the default: ``torch.get_num_threads()``,
+    i.e. the cores torch uses, one per process under torchrun unless OMP_NUM_THREADS says
+    otherwise) and ``backend``
     ("auto" | "compiled" | "opencv"; "compiled" raises ImportError when the extension is not
     built and ValueError with ``multi_contour=False``).
 
@@ -546,7 +548,7 @@ class MaxBoxAccEvaluator:
         iou_thresholds: Sequence[float] = (30, 50, 70),
         cam_curve_interval: float = 0.01,
         multi_contour: bool = True,
-        num_threads: int | None = 1,
+        num_threads: int | None = None,
         backend: str = "auto",
     ) -> None:
         if backend not in ("auto", "compiled", "opencv"):
@@ -579,7 +581,7 @@ class MaxBoxAccEvaluator:
             raise TypeError(f"multi_contour must be True or False; got {multi_contour!r}")
         self.multi_contour = bool(multi_contour)
         if num_threads is None:
-            self.num_threads = os.cpu_count() or 1
+            self.num_threads = max(1, torch.get_num_threads())
         else:
             self.num_threads = check_int(num_threads, "num_threads", minimum=1)
         compiled = backend != "opencv" and _maxbox is not None and self.multi_contour
