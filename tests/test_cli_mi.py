@@ -304,3 +304,39 @@ def test_mi_npz_bad_labels_name_the_value_or_dtype(tmp_path, capsys):
     np.savez(path, X=np.zeros((3, 1)), y=np.array(["a", "b", "a"]))
     assert main(["mi", str(path), "--label", "y", *TINY]) == 2
     assert "got dtype <U1 (e.g. 'a')" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hidden", "0"], "hidden must be a sequence of integer layer widths >= 1"),
+        (["--hidden", "8,-3"], "got (8, -3)"),
+        (
+            ["--device", "tpu"],
+            "device must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got 'tpu'",
+        ),
+    ],
+)
+def test_mi_bad_hidden_or_device_is_one_line(csv_file, capsys, args, message):
+    assert main(["mi", str(csv_file), "--label", "label", *TINY, *args]) == 2
+    assert message in _one_line_error(capsys)
+
+
+def test_mi_cuda_without_cuda_is_one_line(csv_file, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["mi", str(csv_file), "--label", "label", *TINY, "--device", "cuda"]) == 2
+    assert "device is 'cuda' but CUDA is not available" in _one_line_error(capsys)
+    argv = ["reproduce", "mi", "--out", str(tmp_path), "--device", "cuda", "--quiet"]
+    assert main(argv) == 2
+    assert "CUDA is not available" in _one_line_error(capsys)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_mi_npz_without_feature_columns_or_rows_is_one_line(tmp_path, capsys):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((10, 0)), y=np.arange(10) % 2)
+    assert main(["mi", str(path), "--label", "y", *TINY]) == 2
+    assert "X must hold at least 1 sample and 1 feature" in _one_line_error(capsys)
+    np.savez(path, X=np.zeros((0, 2)), y=np.zeros(0, dtype=int))
+    assert main(["mi", str(path), "--label", "y", *TINY]) == 2
+    assert "got shape (0, 2)" in _one_line_error(capsys)

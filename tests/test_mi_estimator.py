@@ -338,3 +338,63 @@ def test_learning_curve_correction_bad_input():
     bad(x, y, "bias_correction must be", bias_correction=True)
     est = ClassifierMIEstimator(**FAST).fit(x, y)  # no twins fitted: corrected is a no-op
     assert torch.equal(est.pointwise_mi(x, y), est.pointwise_mi(x, y, corrected=False))
+
+
+def test_hidden_widths_must_be_positive_integers():
+    x = torch.randn(100, 2)
+    y = torch.arange(100) % 2
+    for hidden in [(0,), (-3,), (8, 0), (8.0,), (True,)]:
+        bad(x, y, r"hidden must be a sequence of integer layer widths >= 1", hidden=hidden)
+    for hidden in [8, "8", None]:
+        bad(x, y, "hidden must be a sequence", TypeError, hidden=hidden)
+    est = ClassifierMIEstimator(**{**FAST, "hidden": ()}).fit(x, y)  # logistic regression
+    assert len(est.models_[0]) == 1
+
+
+def test_device_is_checked_before_training(monkeypatch):
+    from infocam._validation import check_device
+
+    x = torch.randn(100, 2)
+    y = torch.arange(100) % 2
+    bad(x, y, r"device must be a torch device such as .*; got 'tpu'", device="tpu")
+    bad(x, y, "device must be", TypeError, device=["cpu"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    bad(x, y, r"device is 'cuda' but CUDA is not available", device="cuda")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        ClassifierMIEstimator(device="cuda:0").fit(x, y)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"'cuda:3' but only 1 CUDA device\(s\) are visible"):
+        check_device("cuda:3")
+    assert check_device("cuda") == torch.device("cuda")
+    assert ClassifierMIEstimator()._device() == torch.device("cpu")  # None: the CPU
+
+
+def test_features_need_a_sample_and_a_column():
+    y = torch.arange(100) % 2
+    bad(torch.zeros(100, 0), y, r"X must hold at least 1 sample and 1 feature .* \(100, 0\)")
+    bad(torch.zeros(0, 2), y[:0], r"X must hold at least 1 sample and 1 feature .* \(0, 2\)")
+    bad(np.zeros(0), np.zeros(0, dtype=int), r"at least 1 sample")
+
+
+def test_non_numeric_inputs_name_their_dtype():
+    x = np.random.default_rng(0).normal(size=(100, 2))
+    y = np.array(["a", "b"])[np.arange(100) % 2]
+    bad(x, y, r"y must be numeric array-like; got ndarray of dtype <U1 \(strings", TypeError)
+    bad(x.astype(str), np.arange(100) % 2, r"X .* dtype <U\d+ \(strings", TypeError)
+    bad([[1.0, None]] * 100, np.arange(100) % 2, r"dtype object \(Python objects", TypeError)
+
+
+def test_random_state_none_draws_a_fresh_seed_kept_in_seed_(two_gaussians):
+    _, x, y = two_gaussians
+    x, y = x[:600], y[:600]
+    a = ClassifierMIEstimator(random_state=None, **FAST)
+    b = ClassifierMIEstimator(random_state=None, **FAST)
+    mi_a, mi_b = a.fit_estimate(x, y), b.fit_estimate(x, y)
+    assert isinstance(a.seed_, int) and a.seed_ != b.seed_ and mi_a != mi_b
+    again = ClassifierMIEstimator(random_state=a.seed_, **FAST).fit_estimate(x, y)
+    assert again == mi_a
+    assert ClassifierMIEstimator(random_state=7, **FAST).fit(x, y).seed_ == 7
+    bad(x, y, "random_state must be an integer seed or None", TypeError, random_state="0")
+    bad(x, y, "random_state must be an integer seed or None", TypeError, random_state=1.0)
+    bad(x, y, r"random_state must be in \[-2\*\*63", random_state=2**64)

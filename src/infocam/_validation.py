@@ -16,17 +16,31 @@ PRIOR_SUM_TOLERANCE = 1e-4
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
 
+_DTYPE_KINDS = {"U": "strings", "S": "bytes", "O": "Python objects", "M": "datetimes",
+                "m": "timedeltas", "V": "structured records"}  # fmt: skip
+
 
 def as_tensor(value: Any, name: str, *, device: torch.device | None = None) -> torch.Tensor:
     """Return ``value`` as a tensor (numpy arrays and sequences are converted, not copied twice)."""
     if isinstance(value, torch.Tensor):
         return value if device is None else value.to(device)
     if isinstance(value, np.ndarray | list | tuple):
+        what = type(value).__name__
         try:
-            return torch.as_tensor(np.asarray(value), device=device)
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as exc:  # ragged nesting
+            raise TypeError(f"{name} must be numeric array-like; got a {what} ({exc})") from None
+        if arr.dtype.kind not in "biufc":
+            kind = _DTYPE_KINDS.get(arr.dtype.kind, "not numbers")
+            hint = "; encode them as numbers first" if arr.dtype.kind in "USO" else ""
+            raise TypeError(
+                f"{name} must be numeric array-like; got {what} of dtype {arr.dtype} ({kind}{hint})"
+            )
+        try:
+            return torch.as_tensor(arr, device=device)
         except (TypeError, ValueError) as exc:
             raise TypeError(
-                f"{name} must be numeric array-like; got {type(value).__name__}"
+                f"{name} must be numeric array-like; got {what} of dtype {arr.dtype}"
             ) from exc
     raise TypeError(f"{name} must be a torch.Tensor or numpy array; got {type(value).__name__}")
 
@@ -116,3 +130,46 @@ def check_unit(unit: str) -> str:
     if unit not in ("nat", "bit"):
         raise ValueError(f"unit must be 'nat' or 'bit'; got {unit!r}")
     return unit
+
+
+_DEVICE_EXAMPLES = "a torch device such as 'cpu', 'cuda' or 'cuda:1'"
+
+
+def check_device(device: Any, name: str = "device") -> torch.device:
+    """``device`` (``str``, ``torch.device`` or a CUDA index) as a ``torch.device`` usable here.
+
+    Raises ``ValueError`` naming ``name`` (e.g. ``"--device"``) when the string is no device,
+    when CUDA (or MPS) is asked for on a machine without it, or when a CUDA index is beyond
+    the visible GPUs. Other device types are probed with an empty allocation. Nothing is
+    allocated on CUDA (no context is created). ``None`` is refused: callers decide its meaning.
+    """
+    if isinstance(device, bool) or not isinstance(device, str | torch.device | int):
+        raise TypeError(f"{name} must be {_DEVICE_EXAMPLES}; got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name} must be {_DEVICE_EXAMPLES}; got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name} is {str(dev)!r} but CUDA is not available on this machine "
+                "(torch.cuda.is_available() is False); use 'cpu'"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"{name} is {str(dev)!r} but only {count} CUDA device(s) are visible "
+                f"(cuda:0 to cuda:{count - 1})"
+            )
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{name} is 'mps' but MPS is not available on this machine; use 'cpu'")
+    elif dev.type != "cpu":
+        try:
+            torch.empty(0, device=dev)
+        except Exception as exc:  # torch raises RuntimeError, AssertionError, NotImplementedError
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(
+                f"{name} is {str(dev)!r} but it cannot be used here: {reason}"
+            ) from None
+    return dev

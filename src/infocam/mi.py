@@ -11,6 +11,8 @@ reported as measured.
 from __future__ import annotations
 
 import math
+import numbers
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 
 from infocam._validation import (
     as_tensor,
+    check_device,
     check_finite,
     check_floating,
     check_integer_labels,
@@ -196,8 +199,12 @@ class ClassifierMIEstimator:
       from members that never saw it, so all N samples are used to estimate (``stderr``
       shrinks by ``sqrt(1/test_fraction)``) and each member still trains on (K-1)/K of them.
 
+    ``random_state`` seeds every split and initialisation: same seed, same numbers (on CPU).
+    ``None`` draws a fresh seed for each fit, as in scikit-learn; it is kept in ``seed_``.
+    ``device``: where the networks train (``None``: the CPU; ``"cuda"``, ``"cuda:1"``, ...).
+
     Features are standardised with the mean and standard deviation of the data given to
-    ``fit``. Learned attributes: ``classes_``, ``n_classes_``, ``prior_``, ``mean_``,
+    ``fit``. Learned attributes: ``classes_``, ``n_classes_``, ``prior_``, ``seed_``, ``mean_``,
     ``scale_``, ``models_`` (list of ``nn.Module``), ``temperatures_``, ``best_epochs_``,
     ``val_loss_``; after ``fit_estimate`` also ``estimate_``, ``accuracy_``, and per held-out
     sample (in index order, ``heldout_index_``; its fold ``heldout_fold_``) ``pointwise_``,
@@ -230,7 +237,7 @@ class ClassifierMIEstimator:
         bias_correction: str | None = None,
         val_fraction: float = 0.2,
         device: str | torch.device | None = None,
-        random_state: int = 0,
+        random_state: int | None = 0,
         progress: bool = False,
     ) -> None:
         self.softmax = softmax
@@ -291,10 +298,17 @@ class ClassifierMIEstimator:
             raise ValueError(
                 f"lr must be > 0 and weight_decay >= 0; got {self.lr!r}, {self.weight_decay!r}"
             )
+        _check_hidden(self.hidden)
+        rs = self.random_state
+        if rs is not None and (isinstance(rs, bool) or not isinstance(rs, numbers.Integral)):
+            raise TypeError(f"random_state must be an integer seed or None; got {rs!r}")
+        if rs is not None and not -(2**63) <= rs < 2**63 - 1:
+            raise ValueError(f"random_state must be in [-2**63, 2**63 - 1); got {rs!r}")
+        self._device()
 
     # ------------------------------------------------------------------------- inputs
     def _device(self) -> torch.device:
-        return torch.device(self.device) if self.device is not None else torch.device("cpu")
+        return torch.device("cpu") if self.device is None else check_device(self.device)
 
     def _check_xy(self, X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x = _as_features(X, device=self._device())
@@ -325,7 +339,7 @@ class ClassifierMIEstimator:
         self._check_params()
         x, labels = self._check_xy(X, y)
         t = self._setup(x, labels)
-        gen = torch.Generator().manual_seed(int(self.random_state))
+        gen = torch.Generator().manual_seed(self.seed_)
         all_idx = torch.arange(t.shape[0])
         splits = [
             _stratified_split(t, all_idx, self.val_fraction, gen, "validation")
@@ -344,6 +358,8 @@ class ClassifierMIEstimator:
             )
         self.classes_ = classes
         self.n_classes_ = int(classes.numel())
+        # random_state=None (as in scikit-learn): a fresh seed each fit, kept in seed_.
+        self.seed_ = secrets.randbits(62) if self.random_state is None else int(self.random_state)
         t = self._encode(labels)
         self.n_features_in_ = x.shape[1]
         self.mean_ = x.mean(0)
@@ -381,7 +397,7 @@ class ClassifierMIEstimator:
             # epochs the twin also takes half the optimiser steps: the curve extrapolated is
             # that of the whole recipe. (Twice the epochs, i.e. equal steps, was measured too:
             # on Table 2 it removed almost nothing, the shortfall there shrinks with steps.)
-            gen = torch.Generator().manual_seed(int(self.random_state) + 1)
+            gen = torch.Generator().manual_seed(self.seed_ + 1)
             halves = [
                 (_stratified_split(t, tr, 0.5, gen, "learning-curve half")[1], va)
                 for tr, va in splits
@@ -427,7 +443,7 @@ class ClassifierMIEstimator:
         }
         result = fit_stacked(
             xs, td, [tr for tr, _ in splits], [va for _, va in splits],
-            self._offsets(priors).float(), num_classes=m, seed=self.random_state,
+            self._offsets(priors).float(), num_classes=m, seed=self.seed_,
             input_mask=mask, progress=self.progress, **config,
         )  # fmt: skip
         return result, priors
@@ -589,7 +605,7 @@ class ClassifierMIEstimator:
         check_unit(unit)
         x, labels = self._check_xy(X, y)
         t = self._setup(x, labels)
-        gen = torch.Generator().manual_seed(int(self.random_state))
+        gen = torch.Generator().manual_seed(self.seed_)
         all_idx = torch.arange(t.shape[0])
         if self.cv is None:
             if not 0.0 < test_fraction < 1.0:
@@ -685,10 +701,24 @@ def _as_features(X: Any, *, device: torch.device, n_features: int | None = None)
         x = x[:, None]
     if x.dim() != 2:
         raise ValueError(f"X must be 2-D (N, D) or 1-D (N,); got shape {tuple(x.shape)}")
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(
+            f"X must hold at least 1 sample and 1 feature (N, D >= 1); got shape {tuple(x.shape)}"
+        )
     if n_features is not None and x.shape[1] != n_features:
         raise ValueError(f"X must have {n_features} features as in fit; got {x.shape[1]}")
     check_finite(x, "X")
     return x.to(device=device, dtype=torch.float64)
+
+
+def _check_hidden(hidden: Any) -> None:
+    """``hidden``: a sequence of layer widths, each an integer >= 1 (``()``: a linear model)."""
+    expected = "a sequence of integer layer widths >= 1, e.g. (100, 100), or () for a linear model"
+    if isinstance(hidden, str | bytes) or not isinstance(hidden, Sequence):
+        raise TypeError(f"hidden must be {expected}; got {hidden!r}")
+    for w in hidden:
+        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1:
+            raise ValueError(f"hidden must be {expected}; got {tuple(hidden)!r}")
 
 
 def _split_counts_error(t: torch.Tensor, where: str, counts: torch.Tensor) -> None:
