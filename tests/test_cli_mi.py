@@ -173,7 +173,8 @@ def test_reproduce_mi_worker_error_is_one_line(tmp_path, capsys):
     argv += ["--dims", "1", "--jobs", "2", "--truth-samples", "1000", "--quiet"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "class index 0 has 1 sample(s)" in err and "Traceback" not in err
+    assert "class 0 has 1 sample(s) in a cross-fitting fold (cv=5)" in err
+    assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -340,3 +341,16 @@ def test_mi_npz_without_feature_columns_or_rows_is_one_line(tmp_path, capsys):
     np.savez(path, X=np.zeros((0, 2)), y=np.zeros(0, dtype=int))
     assert main(["mi", str(path), "--label", "y", *TINY]) == 2
     assert "got shape (0, 2)" in _one_line_error(capsys)
+
+
+def test_mi_rare_class_message_names_the_label_value(tmp_path, capsys):
+    x, y = tiny_data()
+    labels = np.array([5, 15, 15])[y]
+    labels[0] = 99  # one sample of class 99
+    path = tmp_path / "rare.csv"
+    rows = [f"{r[0]:.6f},{c}" for r, c in zip(x, labels, strict=True)]
+    path.write_text("\n".join(["a,label", *rows]) + "\n")
+    assert main(["mi", str(path), "--label", "label", "--max-epochs", "1", "--quiet"]) == 2  # cv 5
+    err = _one_line_error(capsys)
+    assert "y: class 99 has" in err and "a class needs 10; class 99 has 1" in err, err
+    assert "index" not in err and "val_fraction" not in err

@@ -189,7 +189,7 @@ def test_bad_input_errors():
     bad(x, y.double(), "integer class indices", TypeError)
     y_rare = y.clone()
     y_rare[:3] = 2  # class 2 has 3 samples: 1 in test, fewer than 2 in the validation split
-    bad(x, y_rare, "class index 2 has")
+    bad(x, y_rare, "class 2 has 1 sample")
     bad(x, y, "softmax must be", softmax="logistic")
     bad(x, y, "cv must be", cv=1)
     bad(x, y, "val_fraction", val_fraction=1.5)
@@ -398,3 +398,55 @@ def test_random_state_none_draws_a_fresh_seed_kept_in_seed_(two_gaussians):
     bad(x, y, "random_state must be an integer seed or None", TypeError, random_state="0")
     bad(x, y, "random_state must be an integer seed or None", TypeError, random_state=1.0)
     bad(x, y, r"random_state must be in \[-2\*\*63", random_state=2**64)
+
+
+def _rare_class_data(n_rare: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classes 5 and 15 with 40 samples each, class 99 with ``n_rare``."""
+    y = torch.tensor([5] * 40 + [15] * 40 + [99] * n_rare)
+    x = torch.randn(y.numel(), 2, generator=torch.Generator().manual_seed(0))
+    return x, y
+
+
+@pytest.mark.parametrize(
+    ("kw", "test_fraction", "need", "where"),
+    [
+        ({"cv": 5}, None, 10, r"a cross-fitting fold \(cv=5\)"),
+        ({"cv": 2}, None, 16, "the validation split"),  # folds of 7 or 8: too few to validate
+        ({"cv": 3, "val_fraction": 0.5}, None, 6, r"a cross-fitting fold \(cv=3\)"),
+        (
+            {"cv": 4, "val_fraction": 0.1, "bias_correction": "learning_curve"},
+            None,
+            20,
+            "the validation split",
+        ),
+        ({"cv": 5, "bias_correction": "learning_curve"}, None, 10, "a cross-fitting fold"),
+        ({}, 0.2, 10, "the (test|validation) split"),
+        ({}, False, 8, "the validation split"),  # fit(): no test split
+    ],
+)
+def test_rare_class_message_names_the_label_and_the_size_needed(kw, test_fraction, need, where):
+    """The size the message names is the true threshold: ``need`` fits, ``need - 1`` does not."""
+    params = {"hidden": (), "max_epochs": 1, "batch_size": 64, **kw}
+
+    def run(n_rare: int) -> None:
+        est = ClassifierMIEstimator(**params)
+        if test_fraction is False:
+            est.fit(*_rare_class_data(n_rare))
+        else:
+            est.fit_estimate(*_rare_class_data(n_rare), test_fraction=test_fraction or 0.2)
+
+    run(need)
+    with pytest.raises(ValueError, match=rf"^y: class 99 has \d sample\(s\) in {where}") as info:
+        run(need - 1)
+    message = str(info.value)
+    assert f"a class needs {need}; class 99 has {need - 1}: give more samples" in message
+    assert "index" not in message and "val_fraction" not in message
+
+
+def test_rare_class_message_suggests_a_number_of_folds_that_works():
+    x, y = _rare_class_data(12)  # cv=10 needs 20 per class, cv=6 12
+    with pytest.raises(ValueError, match=r"or use cv=6 \(the nearest number of folds that works"):
+        ClassifierMIEstimator(hidden=(), max_epochs=1, cv=10).fit_estimate(x, y)
+    x, y = _rare_class_data(1)
+    with pytest.raises(ValueError, match=r"leave it out$"):
+        ClassifierMIEstimator(hidden=(), max_epochs=1, cv=5).fit_estimate(x, y)

@@ -10,10 +10,11 @@ reported as measured.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -336,6 +337,10 @@ class ClassifierMIEstimator:
     # ------------------------------------------------------------------------- fitting
     def fit(self, X: Any, y: Any) -> ClassifierMIEstimator:
         """Train ``n_ensemble`` classifiers on ``(X, y)`` (each with its own validation split)."""
+        with self._naming_rare_classes(cross_fit=False, test_fraction=None):
+            return self._fit(X, y)
+
+    def _fit(self, X: Any, y: Any) -> ClassifierMIEstimator:
         self._check_params()
         x, labels = self._check_xy(X, y)
         t = self._setup(x, labels)
@@ -348,6 +353,35 @@ class ClassifierMIEstimator:
         self._train(x, t, splits)
         self.member_folds_ = torch.zeros(self.n_ensemble, dtype=torch.long)
         return self
+
+    @contextlib.contextmanager
+    def _naming_rare_classes(self, cross_fit: bool, test_fraction: float | None) -> Iterator[None]:
+        """Turn a split's "class index c has too few samples" into a message naming the user's
+        label and the class size these settings need (the same advice for API and CLI)."""
+        try:
+            yield
+        except _TooFewInSplit as exc:
+            label = self.classes_[exc.index].item()
+            folds = self.cv if cross_fit else None
+            sizes = {"test_fraction": test_fraction, "val_fraction": self.val_fraction,
+                     "halves": self.bias_correction is not None}  # fmt: skip
+            need = _min_class_size(folds, **sizes)
+            where = f"a cross-fitting fold (cv={folds})" if exc.where == "fold" else exc.where
+            msg = (
+                f"y: class {label} has {exc.count} sample(s) in {where}; every split needs at "
+                "least 2 samples of every class"
+            )
+            if need > exc.total:
+                msg += (
+                    f", so with these settings a class needs {need}; class {label} has {exc.total}"
+                )
+            msg += ": give more samples of it, or leave it out"
+            if folds:  # more folds: more training data per member, but smaller folds
+                works = [k for k in range(2, 21) if _min_class_size(k, **sizes) <= exc.total]
+                if works:
+                    k = min(works, key=lambda k: (abs(k - folds), k))
+                    msg += f", or use cv={k} (the nearest number of folds that works)"
+            raise ValueError(msg) from None
 
     def _setup(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         classes = torch.unique(labels)
@@ -601,6 +635,10 @@ class ClassifierMIEstimator:
         Sets ``estimate_``, ``accuracy_`` (held-out, argmax of ``q``), ``pointwise_`` and
         ``heldout_log_proba_``.
         """
+        with self._naming_rare_classes(self.cv is not None, None if self.cv else test_fraction):
+            return self._fit_estimate(X, y, test_fraction, unit)
+
+    def _fit_estimate(self, X: Any, y: Any, test_fraction: float, unit: str) -> MIEstimate:
         self._check_params()
         check_unit(unit)
         x, labels = self._check_xy(X, y)
@@ -721,15 +759,49 @@ def _check_hidden(hidden: Any) -> None:
             raise ValueError(f"hidden must be {expected}; got {tuple(hidden)!r}")
 
 
+class _TooFewInSplit(ValueError):
+    """A class with fewer than 2 samples in a split; the estimator names the user's label."""
+
+    def __init__(self, index: int, count: int, total: int, where: str) -> None:
+        self.index, self.count, self.total, self.where = index, count, total, where
+        super().__init__(f"y: class index {index} has {count} sample(s) in {where}")
+
+
 def _split_counts_error(t: torch.Tensor, where: str, counts: torch.Tensor) -> None:
     bad = torch.nonzero(counts < 2).flatten()
     if bad.numel():
         c = int(bad[0])
-        raise ValueError(
-            f"y: class index {c} has {int(counts[c])} sample(s) in the {where} split; every "
-            f"class needs at least 2 in every split (give more samples per class, or change "
-            f"val_fraction / test_fraction / cv)"
-        )
+        raise _TooFewInSplit(c, int(counts[c]), int((t == c).sum()), where)
+
+
+def _min_class_size(
+    folds: int | None, *, test_fraction: float | None, val_fraction: float, halves: bool
+) -> int:
+    """The fewest samples a class needs for every split to hold 2 of it (the splits below are
+    stratified, so a class's share of each depends on its own size only)."""
+
+    def ok(n: int) -> bool:
+        if folds:  # round-robin: fold f gets the ranks f, f + K, ...
+            tests = [len(range(f, n, folds)) for f in range(folds)]
+        else:
+            tests = [round(n * test_fraction) if test_fraction is not None else 0]
+        for held in tests:
+            if (folds or test_fraction is not None) and (held < 2 or n - held < 2):
+                return False
+            val = round((n - held) * val_fraction)
+            train = n - held - val
+            if (
+                val < 2
+                or train < 2
+                or (halves and min(round(train * 0.5), train - round(train * 0.5)) < 2)
+            ):
+                return False
+        return True
+
+    n = 2
+    while n < 10**7 and not all(ok(n + i) for i in range(2 * (folds or 1) + 4)):
+        n += 1
+    return n
 
 
 def _rank_within_class(labels: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -754,8 +826,8 @@ def _stratified_split(
     n_held = torch.round(counts.double() * fraction).long()
     held_mask = rank < n_held[labels]
     held, rest = order[held_mask], order[~held_mask]
-    _split_counts_error(t, name, torch.bincount(t[held], minlength=m))
-    _split_counts_error(t, "training", torch.bincount(t[rest], minlength=m))
+    _split_counts_error(t, f"the {name} split", torch.bincount(t[held], minlength=m))
+    _split_counts_error(t, "the training split", torch.bincount(t[rest], minlength=m))
     return rest, held
 
 
@@ -767,5 +839,5 @@ def _stratified_folds(t: torch.Tensor, k: int, gen: torch.Generator) -> list[tor
     fold = rank % k
     folds = [order[fold == f] for f in range(k)]
     for f in folds:
-        _split_counts_error(t, f"cross-fitting fold ({k} folds)", torch.bincount(t[f], minlength=m))
+        _split_counts_error(t, "fold", torch.bincount(t[f], minlength=m))
     return folds
