@@ -450,3 +450,49 @@ def test_rare_class_message_suggests_a_number_of_folds_that_works():
     x, y = _rare_class_data(1)
     with pytest.raises(ValueError, match=r"leave it out$"):
         ClassifierMIEstimator(hidden=(), max_epochs=1, cv=5).fit_estimate(x, y)
+
+
+def test_stacked_member_export_folds_the_input_standardisation():
+    k, d = 3, 4
+    shift, scale = torch.randn(k, d), torch.rand(k, d) + 0.5
+    mask = (torch.rand(k, d) > 0.3).float()
+    net = StackedMLP(k, d, 5, (8,), torch.Generator().manual_seed(0), mask, (shift, scale))
+    plain = StackedMLP(k, d, 5, (8,), torch.Generator().manual_seed(0), mask)
+    x = torch.randn(k, 10, d)
+    out = net(x)
+    torch.testing.assert_close(out, plain((x - shift[:, None]) / scale[:, None]))
+    for j in range(k):
+        torch.testing.assert_close(net.member(j)(x[j]), out[j], rtol=1e-5, atol=1e-5)
+
+
+def test_cross_fitted_members_standardise_with_their_own_rows(three_gaussians_5d):
+    """No held-out row shapes a member: its mean/scale are its own rows', and moving the X of
+    one fold (labels unchanged) leaves the member that holds that fold out as it was."""
+    x, y = three_gaussians_5d.sample(900, seed=3)
+    kw = {**FAST, "cv": 3, "random_state": 0, "bias_correction": "learning_curve"}
+    est = ClassifierMIEstimator(**kw)
+    est.fit_estimate(x, y)
+    fold = torch.empty(900, dtype=torch.long)
+    fold[est.heldout_index_] = est.heldout_fold_
+    for j, f in enumerate(est.member_folds_.tolist()):
+        own = x[fold != f].double()
+        torch.testing.assert_close(est.member_mean_[j], own.mean(0))
+        torch.testing.assert_close(est.member_scale_[j], own.std(0))
+    # The exported models take (x - mean_) / scale_ and equal the stacked members.
+    xs = ((x.double() - est.mean_) / est.scale_).float()
+    with torch.no_grad():
+        stacked = est._stack(xs.expand(3, -1, -1))
+        for j in range(3):
+            torch.testing.assert_close(est.models_[j](xs), stacked[j], rtol=1e-4, atol=1e-4)
+    moved = x.clone()
+    moved[fold == 0] = moved[fold == 0] * 10.0 + 50.0  # fold 0's features only
+    other = ClassifierMIEstimator(**kw)
+    other.fit_estimate(moved, y)
+    assert torch.equal(other.heldout_fold_, est.heldout_fold_)
+    j = int(torch.nonzero(est.member_folds_ == 0)[0])  # the member that never saw fold 0
+    torch.testing.assert_close(other.member_mean_[j], est.member_mean_[j])
+    with torch.no_grad():
+        mine = est.models_[j](((x.double() - est.mean_) / est.scale_).float())
+        theirs = other.models_[j](((x.double() - other.mean_) / other.scale_).float())
+    torch.testing.assert_close(theirs, mine, rtol=1e-3, atol=1e-3)
+    assert other.best_epochs_[j] == est.best_epochs_[j]

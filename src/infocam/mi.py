@@ -204,8 +204,12 @@ class ClassifierMIEstimator:
     ``None`` draws a fresh seed for each fit, as in scikit-learn; it is kept in ``seed_``.
     ``device``: where the networks train (``None``: the CPU; ``"cuda"``, ``"cuda:1"``, ...).
 
-    Features are standardised with the mean and standard deviation of the data given to
-    ``fit``. Learned attributes: ``classes_``, ``n_classes_``, ``prior_``, ``seed_``, ``mean_``,
+    Each member standardises its features with the mean and standard deviation of the rows it
+    is fitted on (its training and validation splits; never its held-out test rows):
+    ``member_mean_``, ``member_scale_`` (K, D). ``mean_``, ``scale_`` (of all rows given) are
+    only a fixed change of coordinates before that: each exported ``models_[j]`` takes
+    ``(x - mean_) / scale_``, its own standardisation folded into its first layer.
+    Learned attributes: ``classes_``, ``n_classes_``, ``prior_``, ``seed_``, ``mean_``,
     ``scale_``, ``models_`` (list of ``nn.Module``), ``temperatures_``, ``best_epochs_``,
     ``val_loss_``; after ``fit_estimate`` also ``estimate_``, ``accuracy_``, and per held-out
     sample (in index order, ``heldout_index_``; its fold ``heldout_fold_``) ``pointwise_``,
@@ -407,6 +411,7 @@ class ClassifierMIEstimator:
     ) -> None:
         xs = self._standardise(x)
         td = t.to(xs.device)
+        self._input_affine = self._member_standardisation(xs, splits)
 
         def fit(mask: torch.Tensor | None = None, **over: Any) -> Any:
             return self._fit_members(xs, td, splits, mask, **over)
@@ -446,6 +451,26 @@ class ClassifierMIEstimator:
                 dtype=torch.float64,
             )
 
+    def _member_standardisation(
+        self, xs: torch.Tensor, splits: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Each member's (shift, scale) (K, D) of ``xs``: the mean and standard deviation of
+        the rows it is fitted on (training + validation), so that no held-out row shapes its
+        inputs. None when every member sees every row (``fit``): the global ones then are its
+        own. The learning-curve twins reuse their member's (a fixed change of coordinates)."""
+        rows = [torch.cat([tr, va]).to(xs.device) for tr, va in splits]
+        if all(r.numel() == xs.shape[0] for r in rows):
+            self.member_mean_ = self.mean_.expand(len(rows), -1).clone()
+            self.member_scale_ = self.scale_.expand(len(rows), -1).clone()
+            return None
+        mean = torch.stack([xs[r].double().mean(0) for r in rows])
+        std = torch.stack([xs[r].double().std(0) for r in rows])  # every member has >= 4 rows
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        # In the units of X: member j sees (x - member_mean_[j]) / member_scale_[j].
+        self.member_mean_ = self.mean_ + mean * self.scale_
+        self.member_scale_ = std * self.scale_
+        return mean, std
+
     def _offsets(self, priors: torch.Tensor) -> torch.Tensor:
         return priors.log() if self.softmax == "pc" else torch.zeros_like(priors)
 
@@ -478,7 +503,7 @@ class ClassifierMIEstimator:
         result = fit_stacked(
             xs, td, [tr for tr, _ in splits], [va for _, va in splits],
             self._offsets(priors).float(), num_classes=m, seed=self.seed_,
-            input_mask=mask, progress=self.progress, **config,
+            input_mask=mask, input_affine=self._input_affine, progress=self.progress, **config,
         )  # fmt: skip
         return result, priors
 
