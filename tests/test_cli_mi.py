@@ -173,5 +173,184 @@ def test_reproduce_mi_worker_error_is_one_line(tmp_path, capsys):
     argv += ["--dims", "1", "--jobs", "2", "--truth-samples", "1000", "--quiet"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "class index 0 has 1 sample(s)" in err and "Traceback" not in err
+    assert "class 0 has 1 sample(s) in a cross-fitting fold (cv=5)" in err
+    assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("infocam: error:"), err
+    assert "Traceback" not in err
+    return err
+
+
+def _npz_bytes(tmp_path, compressed: bool = True) -> bytes:
+    x, y = tiny_data()
+    good = tmp_path / "good.npz"
+    (np.savez_compressed if compressed else np.savez)(good, X=x, y=y)
+    return good.read_bytes()
+
+
+def _flip_compressed_bytes(data: bytes) -> bytes:
+    # Inside the first member's deflate stream (after its local header and name).
+    name_len = int.from_bytes(data[26:28], "little")
+    extra_len = int.from_bytes(data[28:30], "little")
+    start = 30 + name_len + extra_len + 20
+    return data[:start] + bytes(b ^ 0xFF for b in data[start : start + 40]) + data[start + 40 :]
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda tmp: b"PK\x03\x04garbage" * 20, "BadZipFile"),
+        (lambda tmp: _npz_bytes(tmp)[:600], "BadZipFile"),
+        (lambda tmp: _flip_compressed_bytes(_npz_bytes(tmp)), ""),
+        (lambda tmp: b"", "the file is empty"),
+        (lambda tmp: b"hello world, this is not an npz file\n", "not a zip archive"),
+        (lambda tmp: _npy_bytes(tmp), "a single .npy array"),
+    ],
+    ids=["garbage-zip", "truncated", "flipped-bytes", "empty", "text", "npy-renamed"],
+)
+def test_mi_unreadable_npz_is_one_line_naming_the_file(tmp_path, capsys, make, reason):
+    path = tmp_path / "broken.npz"
+    path.write_bytes(make(tmp_path))
+    assert main(["mi", str(path), "--label", "y", *TINY]) == 2
+    err = _one_line_error(capsys)
+    assert "broken.npz: not a readable .npz file (" in err and reason in err, err
+
+
+def _npy_bytes(tmp_path) -> bytes:
+    np.save(tmp_path / "a.npy", np.zeros((4, 2)))
+    return (tmp_path / "a.npy").read_bytes()
+
+
+def test_mi_npz_object_array_is_refused_without_unpickling(tmp_path, capsys):
+    path = tmp_path / "obj.npz"
+    np.savez(path, X=np.array([[1, None]] * 10, dtype=object), y=np.arange(10) % 2)
+    assert main(["mi", str(path), "--label", "y", *TINY]) == 2
+    assert "array 'X' in obj.npz holds Python objects" in _one_line_error(capsys)
+
+
+def test_mi_npz_feature_rows_must_match_the_labels(tmp_path, capsys):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((3, 2)), y=np.arange(4) % 2)
+    assert main(["mi", str(path), "--label", "y", *TINY]) == 2
+    assert "must have one row per label (4, ...); got shape (3, 2)" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        ("a,label", "--features: 'label' is the label (--label)"),
+        ("a,a", "--features: ['a'] given more than once"),
+    ],
+)
+def test_mi_features_must_not_repeat_or_hold_the_label(
+    csv_file, tmp_path, capsys, features, message
+):
+    assert main(["mi", str(csv_file), "--label", "label", "--features", features, *TINY]) == 2
+    assert message in _one_line_error(capsys)
+    x, y = tiny_data()
+    npz = tmp_path / "d.npz"
+    np.savez(npz, a=x[:, 0], label=y)
+    assert main(["mi", str(npz), "--label", "label", "--features", features, *TINY]) == 2
+    assert message in _one_line_error(capsys)
+
+
+def test_mi_csv_duplicate_header_is_refused(tmp_path, capsys):
+    path = tmp_path / "dup.csv"
+    path.write_text("a,a,label\n1,2,0\n3,4,1\n")
+    assert main(["mi", str(path), "--label", "label", *TINY]) == 2
+    assert "column name(s) ['a'] appear more than once" in _one_line_error(capsys)
+
+
+def test_mi_csv_with_a_byte_order_mark_reads_the_first_column(tmp_path, capsys):
+    x, y = tiny_data()
+    path = tmp_path / "excel.csv"
+    lines = ["label,a,b"] + [f"{c},{r[0]:.6f},{r[1]:.6f}" for r, c in zip(x, y, strict=True)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")  # Excel's "CSV UTF-8"
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert main(["mi", str(path), "--label", "label", "--json", *TINY]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["features"] == ["a", "b"] and result["classes"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        (
+            "1e300",
+            "must hold integer class labels that fit in 64 bits (|label| < 2**63); got '1e300'",
+        ),
+        ("99999999999999999999", "fit in 64 bits"),
+        ("1.5", "must hold integer class labels; got '1.5'"),
+    ],
+)
+def test_mi_csv_bad_label_is_quoted_as_typed(tmp_path, capsys, label, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(f"a,label\n1,0\n2,1\n3,{label}\n")
+    assert main(["mi", str(path), "--label", "label", *TINY]) == 2
+    err = _one_line_error(capsys)
+    assert message in err and "np.str_" not in err, err
+
+
+def test_mi_npz_bad_labels_name_the_value_or_dtype(tmp_path, capsys):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((3, 1)), y=np.array([0.0, 1.0, 1.5]))
+    assert main(["mi", str(path), "--label", "y", *TINY]) == 2
+    assert "label array 'y' in d.npz must hold integer class labels; got 1.5" in _one_line_error(
+        capsys
+    )
+    np.savez(path, X=np.zeros((3, 1)), y=np.array(["a", "b", "a"]))
+    assert main(["mi", str(path), "--label", "y", *TINY]) == 2
+    assert "got dtype <U1 (e.g. 'a')" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hidden", "0"], "hidden must be a sequence of integer layer widths >= 1"),
+        (["--hidden", "8,-3"], "got (8, -3)"),
+        (
+            ["--device", "tpu"],
+            "device must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got 'tpu'",
+        ),
+    ],
+)
+def test_mi_bad_hidden_or_device_is_one_line(csv_file, capsys, args, message):
+    assert main(["mi", str(csv_file), "--label", "label", *TINY, *args]) == 2
+    assert message in _one_line_error(capsys)
+
+
+def test_mi_cuda_without_cuda_is_one_line(csv_file, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["mi", str(csv_file), "--label", "label", *TINY, "--device", "cuda"]) == 2
+    assert "device is 'cuda' but CUDA is not available" in _one_line_error(capsys)
+    argv = ["reproduce", "mi", "--out", str(tmp_path), "--device", "cuda", "--quiet"]
+    assert main(argv) == 2
+    assert "CUDA is not available" in _one_line_error(capsys)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_mi_npz_without_feature_columns_or_rows_is_one_line(tmp_path, capsys):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((10, 0)), y=np.arange(10) % 2)
+    assert main(["mi", str(path), "--label", "y", *TINY]) == 2
+    assert "X must hold at least 1 sample and 1 feature" in _one_line_error(capsys)
+    np.savez(path, X=np.zeros((0, 2)), y=np.zeros(0, dtype=int))
+    assert main(["mi", str(path), "--label", "y", *TINY]) == 2
+    assert "got shape (0, 2)" in _one_line_error(capsys)
+
+
+def test_mi_rare_class_message_names_the_label_value(tmp_path, capsys):
+    x, y = tiny_data()
+    labels = np.array([5, 15, 15])[y]
+    labels[0] = 99  # one sample of class 99
+    path = tmp_path / "rare.csv"
+    rows = [f"{r[0]:.6f},{c}" for r, c in zip(x, labels, strict=True)]
+    path.write_text("\n".join(["a,label", *rows]) + "\n")
+    assert main(["mi", str(path), "--label", "label", "--max-epochs", "1", "--quiet"]) == 2  # cv 5
+    err = _one_line_error(capsys)
+    assert "y: class 99 has" in err and "a class needs 10; class 99 has 1" in err, err
+    assert "index" not in err and "val_fraction" not in err

@@ -189,7 +189,7 @@ def test_bad_input_errors():
     bad(x, y.double(), "integer class indices", TypeError)
     y_rare = y.clone()
     y_rare[:3] = 2  # class 2 has 3 samples: 1 in test, fewer than 2 in the validation split
-    bad(x, y_rare, "class index 2 has")
+    bad(x, y_rare, "class 2 has 1 sample")
     bad(x, y, "softmax must be", softmax="logistic")
     bad(x, y, "cv must be", cv=1)
     bad(x, y, "val_fraction", val_fraction=1.5)
@@ -338,3 +338,161 @@ def test_learning_curve_correction_bad_input():
     bad(x, y, "bias_correction must be", bias_correction=True)
     est = ClassifierMIEstimator(**FAST).fit(x, y)  # no twins fitted: corrected is a no-op
     assert torch.equal(est.pointwise_mi(x, y), est.pointwise_mi(x, y, corrected=False))
+
+
+def test_hidden_widths_must_be_positive_integers():
+    x = torch.randn(100, 2)
+    y = torch.arange(100) % 2
+    for hidden in [(0,), (-3,), (8, 0), (8.0,), (True,)]:
+        bad(x, y, r"hidden must be a sequence of integer layer widths >= 1", hidden=hidden)
+    for hidden in [8, "8", None]:
+        bad(x, y, "hidden must be a sequence", TypeError, hidden=hidden)
+    est = ClassifierMIEstimator(**{**FAST, "hidden": ()}).fit(x, y)  # logistic regression
+    assert len(est.models_[0]) == 1
+
+
+def test_device_is_checked_before_training(monkeypatch):
+    from infocam._validation import check_device
+
+    x = torch.randn(100, 2)
+    y = torch.arange(100) % 2
+    bad(x, y, r"device must be a torch device such as .*; got 'tpu'", device="tpu")
+    bad(x, y, "device must be", TypeError, device=["cpu"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    bad(x, y, r"device is 'cuda' but CUDA is not available", device="cuda")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        ClassifierMIEstimator(device="cuda:0").fit(x, y)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"'cuda:3' but only 1 CUDA device\(s\) are visible"):
+        check_device("cuda:3")
+    assert check_device("cuda") == torch.device("cuda")
+    assert ClassifierMIEstimator()._device() == torch.device("cpu")  # None: the CPU
+
+
+def test_features_need_a_sample_and_a_column():
+    y = torch.arange(100) % 2
+    bad(torch.zeros(100, 0), y, r"X must hold at least 1 sample and 1 feature .* \(100, 0\)")
+    bad(torch.zeros(0, 2), y[:0], r"X must hold at least 1 sample and 1 feature .* \(0, 2\)")
+    bad(np.zeros(0), np.zeros(0, dtype=int), r"at least 1 sample")
+
+
+def test_non_numeric_inputs_name_their_dtype():
+    x = np.random.default_rng(0).normal(size=(100, 2))
+    y = np.array(["a", "b"])[np.arange(100) % 2]
+    bad(x, y, r"y must be numeric array-like; got ndarray of dtype <U1 \(strings", TypeError)
+    bad(x.astype(str), np.arange(100) % 2, r"X .* dtype <U\d+ \(strings", TypeError)
+    bad([[1.0, None]] * 100, np.arange(100) % 2, r"dtype object \(Python objects", TypeError)
+
+
+def test_random_state_none_draws_a_fresh_seed_kept_in_seed_(two_gaussians):
+    _, x, y = two_gaussians
+    x, y = x[:600], y[:600]
+    a = ClassifierMIEstimator(random_state=None, **FAST)
+    b = ClassifierMIEstimator(random_state=None, **FAST)
+    mi_a, mi_b = a.fit_estimate(x, y), b.fit_estimate(x, y)
+    assert isinstance(a.seed_, int) and a.seed_ != b.seed_ and mi_a != mi_b
+    again = ClassifierMIEstimator(random_state=a.seed_, **FAST).fit_estimate(x, y)
+    assert again == mi_a
+    assert ClassifierMIEstimator(random_state=7, **FAST).fit(x, y).seed_ == 7
+    bad(x, y, "random_state must be an integer seed or None", TypeError, random_state="0")
+    bad(x, y, "random_state must be an integer seed or None", TypeError, random_state=1.0)
+    bad(x, y, r"random_state must be in \[-2\*\*63", random_state=2**64)
+
+
+def _rare_class_data(n_rare: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classes 5 and 15 with 40 samples each, class 99 with ``n_rare``."""
+    y = torch.tensor([5] * 40 + [15] * 40 + [99] * n_rare)
+    x = torch.randn(y.numel(), 2, generator=torch.Generator().manual_seed(0))
+    return x, y
+
+
+@pytest.mark.parametrize(
+    ("kw", "test_fraction", "need", "where"),
+    [
+        ({"cv": 5}, None, 10, r"a cross-fitting fold \(cv=5\)"),
+        ({"cv": 2}, None, 16, "the validation split"),  # folds of 7 or 8: too few to validate
+        ({"cv": 3, "val_fraction": 0.5}, None, 6, r"a cross-fitting fold \(cv=3\)"),
+        (
+            {"cv": 4, "val_fraction": 0.1, "bias_correction": "learning_curve"},
+            None,
+            20,
+            "the validation split",
+        ),
+        ({"cv": 5, "bias_correction": "learning_curve"}, None, 10, "a cross-fitting fold"),
+        ({}, 0.2, 10, "the (test|validation) split"),
+        ({}, False, 8, "the validation split"),  # fit(): no test split
+    ],
+)
+def test_rare_class_message_names_the_label_and_the_size_needed(kw, test_fraction, need, where):
+    """The size the message names is the true threshold: ``need`` fits, ``need - 1`` does not."""
+    params = {"hidden": (), "max_epochs": 1, "batch_size": 64, **kw}
+
+    def run(n_rare: int) -> None:
+        est = ClassifierMIEstimator(**params)
+        if test_fraction is False:
+            est.fit(*_rare_class_data(n_rare))
+        else:
+            est.fit_estimate(*_rare_class_data(n_rare), test_fraction=test_fraction or 0.2)
+
+    run(need)
+    with pytest.raises(ValueError, match=rf"^y: class 99 has \d sample\(s\) in {where}") as info:
+        run(need - 1)
+    message = str(info.value)
+    assert f"a class needs {need}; class 99 has {need - 1}: give more samples" in message
+    assert "index" not in message and "val_fraction" not in message
+
+
+def test_rare_class_message_suggests_a_number_of_folds_that_works():
+    x, y = _rare_class_data(12)  # cv=10 needs 20 per class, cv=6 12
+    with pytest.raises(ValueError, match=r"or use cv=6 \(the nearest number of folds that works"):
+        ClassifierMIEstimator(hidden=(), max_epochs=1, cv=10).fit_estimate(x, y)
+    x, y = _rare_class_data(1)
+    with pytest.raises(ValueError, match=r"leave it out$"):
+        ClassifierMIEstimator(hidden=(), max_epochs=1, cv=5).fit_estimate(x, y)
+
+
+def test_stacked_member_export_folds_the_input_standardisation():
+    k, d = 3, 4
+    shift, scale = torch.randn(k, d), torch.rand(k, d) + 0.5
+    mask = (torch.rand(k, d) > 0.3).float()
+    net = StackedMLP(k, d, 5, (8,), torch.Generator().manual_seed(0), mask, (shift, scale))
+    plain = StackedMLP(k, d, 5, (8,), torch.Generator().manual_seed(0), mask)
+    x = torch.randn(k, 10, d)
+    out = net(x)
+    torch.testing.assert_close(out, plain((x - shift[:, None]) / scale[:, None]))
+    for j in range(k):
+        torch.testing.assert_close(net.member(j)(x[j]), out[j], rtol=1e-5, atol=1e-5)
+
+
+def test_cross_fitted_members_standardise_with_their_own_rows(three_gaussians_5d):
+    """No held-out row shapes a member: its mean/scale are its own rows', and moving the X of
+    one fold (labels unchanged) leaves the member that holds that fold out as it was."""
+    x, y = three_gaussians_5d.sample(900, seed=3)
+    kw = {**FAST, "cv": 3, "random_state": 0, "bias_correction": "learning_curve"}
+    est = ClassifierMIEstimator(**kw)
+    est.fit_estimate(x, y)
+    fold = torch.empty(900, dtype=torch.long)
+    fold[est.heldout_index_] = est.heldout_fold_
+    for j, f in enumerate(est.member_folds_.tolist()):
+        own = x[fold != f].double()
+        torch.testing.assert_close(est.member_mean_[j], own.mean(0))
+        torch.testing.assert_close(est.member_scale_[j], own.std(0))
+    # The exported models take (x - mean_) / scale_ and equal the stacked members.
+    xs = ((x.double() - est.mean_) / est.scale_).float()
+    with torch.no_grad():
+        stacked = est._stack(xs.expand(3, -1, -1))
+        for j in range(3):
+            torch.testing.assert_close(est.models_[j](xs), stacked[j], rtol=1e-4, atol=1e-4)
+    moved = x.clone()
+    moved[fold == 0] = moved[fold == 0] * 10.0 + 50.0  # fold 0's features only
+    other = ClassifierMIEstimator(**kw)
+    other.fit_estimate(moved, y)
+    assert torch.equal(other.heldout_fold_, est.heldout_fold_)
+    j = int(torch.nonzero(est.member_folds_ == 0)[0])  # the member that never saw fold 0
+    torch.testing.assert_close(other.member_mean_[j], est.member_mean_[j])
+    with torch.no_grad():
+        mine = est.models_[j](((x.double() - est.mean_) / est.scale_).float())
+        theirs = other.models_[j](((x.double() - other.mean_) / other.scale_).float())
+    torch.testing.assert_close(theirs, mine, rtol=1e-3, atol=1e-3)
+    assert other.best_epochs_[j] == est.best_epochs_[j]

@@ -34,6 +34,7 @@ class StackedMLP(nn.Module):
         hidden: Sequence[int],
         generator: torch.Generator,
         input_mask: torch.Tensor | None = None,
+        input_affine: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         sizes = [in_features, *hidden, num_classes]
@@ -50,13 +51,21 @@ class StackedMLP(nn.Module):
         # Optional (K, 1, D) 0/1 mask: member k sees only its selected input features.
         mask = None if input_mask is None else input_mask.float().reshape(k, 1, in_features)
         self.register_buffer("input_mask", mask)
+        # Optional per-member standardisation (shift, scale), each (K, D): member k sees
+        # (x - shift_k) / scale_k, e.g. with the statistics of its own training rows.
+        shift, scale = (None, None) if input_affine is None else (
+            t.float().reshape(k, 1, in_features) for t in input_affine
+        )  # fmt: skip
+        self.register_buffer("input_shift", shift)
+        self.register_buffer("input_scale", scale)
 
     @property
     def k(self) -> int:
         return self.weights[0].shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x if self.input_mask is None else x * self.input_mask
+        h = x if self.input_shift is None else (x - self.input_shift) / self.input_scale
+        h = h if self.input_mask is None else h * self.input_mask
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = torch.baddbmm(b, h, w)
@@ -65,17 +74,22 @@ class StackedMLP(nn.Module):
         return h
 
     def member(self, j: int) -> nn.Sequential:
-        """Member ``j`` as a plain :func:`infocam.models.mlp` module (a copy)."""
+        """Member ``j`` as a plain :func:`infocam.models.mlp` module (a copy); its input
+        standardisation and mask are folded into its first layer."""
         w0 = self.weights[0]
         net = mlp(w0.shape[1], self.weights[-1].shape[2], self.hidden)
         linears = [m for m in net if isinstance(m, nn.Linear)]
         with torch.no_grad():
             for i, (lin, w, b) in enumerate(zip(linears, self.weights, self.biases, strict=True)):
-                wj = w[j]
+                wj, bj = w[j], b[j, 0]
                 if i == 0 and self.input_mask is not None:  # a dropped input has zero weights
                     wj = wj * self.input_mask[j, 0, :, None]
+                if i == 0 and self.input_shift is not None:
+                    # ((x - s) / c) @ W + b = x @ (W / c) + (b - (s / c) @ W)
+                    wj = wj / self.input_scale[j, 0, :, None]
+                    bj = bj - self.input_shift[j, 0] @ wj
                 lin.weight.copy_(wj.T)
-                lin.bias.copy_(b[j, 0])
+                lin.bias.copy_(bj)
         return net.to(w0.device)
 
 
@@ -136,6 +150,7 @@ def fit_stacked(
     seed: int,
     schedule: str = "constant",
     input_mask: torch.Tensor | None = None,
+    input_affine: tuple[torch.Tensor, torch.Tensor] | None = None,
     progress: bool = False,
 ) -> FitResult:
     """Train one member per (train_set, val_set) pair with early stopping on validation loss.
@@ -145,11 +160,13 @@ def fit_stacked(
     Each member keeps the parameters of its epoch with the lowest validation loss and stops
     counting after ``patience`` epochs without improvement; training ends when all have.
     ``input_mask`` (K, D) of 0/1: member k sees only the features where it is 1.
+    ``input_affine`` (shift, scale), each (K, D): member k sees ``(x - shift_k) / scale_k``.
     """
     device = x.device
     k = len(train_sets)
     gen = torch.Generator().manual_seed(int(seed))
-    model = StackedMLP(k, x.shape[1], num_classes, hidden, gen, input_mask).to(device)
+    model = StackedMLP(k, x.shape[1], num_classes, hidden, gen, input_mask, input_affine)
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     offsets = offsets.to(device=device, dtype=x.dtype)
     val_idx, val_mask = (t.to(device) for t in _pad_indices(val_sets))

@@ -8,10 +8,14 @@ feature array (by default the only other array in the file).
 from __future__ import annotations
 
 import csv
+import math
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.npyio import NpzFile
 
 
 def load_table(
@@ -29,35 +33,81 @@ def load_table(
     raise ValueError(f"DATA must be a .csv, .tsv or .npz file; got {p.name!r}")
 
 
+_INT64_LIMIT = 2.0**63
+
+
+def _plain(v: object) -> object:
+    """A numpy scalar as the Python value it holds (its repr is what a user typed)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def _labels(values: np.ndarray, name: str, source: str) -> np.ndarray:
     arr = np.asarray(values)
-    if arr.dtype.kind in "iu":
+    kind = arr.dtype.kind
+    if kind == "i" or (kind == "u" and (arr.size == 0 or arr.max() < _INT64_LIMIT)):
         return arr.astype(np.int64)
-    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-        return arr.astype(np.int64)
-    bad = next((v for v in arr.ravel() if not _is_int(v)), arr.ravel()[:1])
+    if kind in "uf":
+        bad = next((v for v in arr.ravel() if not _is_int(v)), None)
+        if bad is None:
+            return arr.astype(np.int64)
+        raise ValueError(_label_error(f"label array {name!r}", source, bad))
+    example = f" (e.g. {_plain(arr.ravel()[0])!r})" if arr.size else ""
     raise ValueError(
-        f"label column {name!r} in {source} must hold integer class labels; got {bad!r}"
+        f"label array {name!r} in {source} must hold integer class labels; got dtype "
+        f"{arr.dtype}{example}"
     )
 
 
+def _label_error(what: str, source: str, bad: object) -> str:
+    what = f"{what} in {source}"
+    try:
+        f = float(bad)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        f = math.nan
+    if math.isfinite(f) and f == round(f):  # integral, but no int64 holds it
+        return (
+            f"{what} must hold integer class labels that fit in 64 bits (|label| < 2**63); "
+            f"got {_plain(bad)!r}"
+        )
+    return f"{what} must hold integer class labels; got {_plain(bad)!r}"
+
+
 def _is_int(v: object) -> bool:
+    """An integer-valued finite number (or numeric text) that fits an int64."""
     try:
         f = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
-    return np.isfinite(f) and f == round(f)
+    return math.isfinite(f) and f == round(f) and abs(f) < _INT64_LIMIT
+
+
+def _check_feature_names(names: Sequence[str], label: str, source: str) -> None:
+    """``--features``: no name twice, and not the label (it would leak into X)."""
+    if label in names:
+        raise ValueError(
+            f"--features: {label!r} is the label (--label); it cannot also be a feature of {source}"
+        )
+    dups = sorted({n for n in names if list(names).count(n) > 1})
+    if dups:
+        raise ValueError(f"--features: {dups} given more than once")
 
 
 def _load_csv(
     p: Path, label: str, features: Sequence[str] | None, delimiter: str
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    with p.open(newline="") as fh:
-        rows = list(csv.reader(fh, delimiter=delimiter))
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, read as part of column 1.
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh, delimiter=delimiter))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{p.name}: not UTF-8 text ({exc}); save it as UTF-8") from None
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if len(rows) < 2:
         raise ValueError(f"{p}: needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
+    dup_cols = sorted({h for h in header if header.count(h) > 1})
+    if dup_cols:
+        raise ValueError(f"{p.name}: column name(s) {dup_cols} appear more than once in the header")
     if label not in header:
         raise ValueError(f"--label: column {label!r} not found in {p.name}; columns: {header}")
     names = list(features) if features else [h for h in header if h != label]
@@ -68,6 +118,7 @@ def _load_csv(
         )
     if not names:
         raise ValueError(f"{p.name}: no feature columns besides the label {label!r}")
+    _check_feature_names(names, label, p.name)
     body = rows[1:]
     for i, r in enumerate(body, start=2):
         if len(r) != len(header):
@@ -77,20 +128,63 @@ def _load_csv(
         x = np.array([[float(r[cols[n]]) for n in names] for r in body], dtype=np.float64)
     except ValueError as exc:
         raise ValueError(f"{p.name}: feature columns must be numeric ({exc})") from None
-    raw = np.array([r[cols[label]].strip() for r in body])
-    if not all(_is_int(v) for v in raw):
-        bad = next(v for v in raw if not _is_int(v))
-        raise ValueError(
-            f"label column {label!r} in {p.name} must hold integer class labels; got {bad!r}"
-        )
+    raw = [r[cols[label]].strip() for r in body]
+    bad = next((v for v in raw if not _is_int(v)), None)
+    if bad is not None:
+        raise ValueError(_label_error(f"label column {label!r}", p.name, bad))
     y = np.array([round(float(v)) for v in raw], dtype=np.int64)
     return x, y, names
+
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive; an empty one
+# What np.load raises for a damaged archive; reading is lazy, so also when an array is read.
+_NPZ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+
+
+def _unreadable(p: Path, reason: object) -> ValueError:
+    if isinstance(reason, zlib.error):
+        reason = f"corrupt compressed data: {reason}"
+    elif isinstance(reason, BaseException):
+        reason = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
+    return ValueError(f"{p.name}: not a readable .npz file ({reason})")
+
+
+def _open_npz(p: Path) -> NpzFile:
+    with p.open("rb") as fh:
+        magic = fh.read(6)
+    if not magic:
+        raise _unreadable(p, "the file is empty")
+    if magic == b"\x93NUMPY":
+        raise _unreadable(
+            p, "it is a single .npy array; save named arrays with numpy.savez(path, X=..., y=...)"
+        )
+    if not magic.startswith(_ZIP_MAGIC):
+        raise _unreadable(p, "not a zip archive")
+    try:
+        data = np.load(p, allow_pickle=False)
+    except _NPZ_ERRORS as exc:
+        raise _unreadable(p, exc) from None
+    if not isinstance(data, NpzFile):  # np.load also returns arrays and pickles
+        raise _unreadable(p, f"np.load gave a {type(data).__name__}, not named arrays")
+    return data
+
+
+def _read_array(data: NpzFile, key: str, p: Path) -> np.ndarray:
+    try:
+        return np.asarray(data[key])
+    except _NPZ_ERRORS as exc:
+        if "allow_pickle" in str(exc):
+            raise ValueError(
+                f"array {key!r} in {p.name} holds Python objects (dtype object); only numeric "
+                "arrays are read (no pickles)"
+            ) from None
+        raise _unreadable(p, exc) from None
 
 
 def _load_npz(
     p: Path, label: str, features: Sequence[str] | None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    with np.load(p, allow_pickle=False) as data:
+    with _open_npz(p) as data:
         keys = list(data.files)
         if label not in keys:
             raise ValueError(f"--label: array {label!r} not found in {p.name}; arrays: {keys}")
@@ -99,21 +193,27 @@ def _load_npz(
             if missing:
                 raise ValueError(f"--features: array(s) {missing} not in {p.name}; arrays: {keys}")
             names = list(features)
+            _check_feature_names(names, label, p.name)
         else:
             names = [k for k in keys if k != label]
             if len(names) != 1:
                 raise ValueError(
                     f"{p.name} holds arrays {keys}: name the feature array(s) with --features"
                 )
-        y = _labels(data[label], label, p.name)
+        y = _labels(_read_array(data, label, p), label, p.name)
+        if y.ndim != 1:
+            raise ValueError(f"label array {label!r} must be 1-D; got shape {y.shape}")
         parts = []
         for n in names:
-            a = np.asarray(data[n])
+            a = _read_array(data, n, p)
             if a.dtype.kind not in "iuf":
                 raise ValueError(f"array {n!r} in {p.name} must be numeric; got dtype {a.dtype}")
-            parts.append(a.reshape(a.shape[0], -1).astype(np.float64) if a.ndim else a)
-    if y.ndim != 1:
-        raise ValueError(f"label array {label!r} must be 1-D; got shape {y.shape}")
+            if a.ndim == 0 or a.shape[0] != y.shape[0]:
+                raise ValueError(
+                    f"array {n!r} in {p.name} must have one row per label ({y.shape[0]}, ...); "
+                    f"got shape {a.shape}"
+                )
+            parts.append(a.reshape(a.shape[0], math.prod(a.shape[1:])).astype(np.float64))
     x = np.concatenate(parts, axis=1)
     return x, y, names
 

@@ -18,17 +18,31 @@ PRIOR_SUM_TOLERANCE = 1e-4
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
 
+_DTYPE_KINDS = {"U": "strings", "S": "bytes", "O": "Python objects", "M": "datetimes",
+                "m": "timedeltas", "V": "structured records"}  # fmt: skip
+
 
 def as_tensor(value: Any, name: str, *, device: torch.device | None = None) -> torch.Tensor:
     """Return ``value`` as a tensor (numpy arrays and sequences are converted, not copied twice)."""
     if isinstance(value, torch.Tensor):
         return value if device is None else value.to(device)
     if isinstance(value, np.ndarray | list | tuple):
+        what = type(value).__name__
         try:
-            return torch.as_tensor(np.asarray(value), device=device)
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as exc:  # ragged nesting
+            raise TypeError(f"{name} must be numeric array-like; got a {what} ({exc})") from None
+        if arr.dtype.kind not in "biufc":
+            kind = _DTYPE_KINDS.get(arr.dtype.kind, "not numbers")
+            hint = "; encode them as numbers first" if arr.dtype.kind in "USO" else ""
+            raise TypeError(
+                f"{name} must be numeric array-like; got {what} of dtype {arr.dtype} ({kind}{hint})"
+            )
+        try:
+            return torch.as_tensor(arr, device=device)
         except (TypeError, ValueError) as exc:
             raise TypeError(
-                f"{name} must be numeric array-like; got {type(value).__name__}"
+                f"{name} must be numeric array-like; got {what} of dtype {arr.dtype}"
             ) from exc
     raise TypeError(f"{name} must be a torch.Tensor or numpy array; got {type(value).__name__}")
 
@@ -211,7 +225,7 @@ def check_device(device: Any, name: str = "device") -> torch.device:
     Raises ``ValueError`` naming ``name`` (e.g. ``"--device"``) when the string is no device,
     when CUDA (or MPS) is asked for on a machine without it, or when a CUDA index is beyond
     the visible GPUs. Other device types are probed with an empty allocation. Nothing is
-    allocated on CUDA (no context is created).
+    allocated on CUDA (no context is created). ``None`` is refused: callers decide its meaning.
     """
     if isinstance(device, bool) or not isinstance(device, str | torch.device | int):
         raise TypeError(f"{name} must be {_DEVICE_EXAMPLES}; got {_describe(device)}")

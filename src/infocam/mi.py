@@ -10,8 +10,11 @@ reported as measured.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import numbers
+import secrets
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 
 from infocam._validation import (
     as_tensor,
+    check_device,
     check_finite,
     check_floating,
     check_integer_labels,
@@ -196,8 +200,16 @@ class ClassifierMIEstimator:
       from members that never saw it, so all N samples are used to estimate (``stderr``
       shrinks by ``sqrt(1/test_fraction)``) and each member still trains on (K-1)/K of them.
 
-    Features are standardised with the mean and standard deviation of the data given to
-    ``fit``. Learned attributes: ``classes_``, ``n_classes_``, ``prior_``, ``mean_``,
+    ``random_state`` seeds every split and initialisation: same seed, same numbers (on CPU).
+    ``None`` draws a fresh seed for each fit, as in scikit-learn; it is kept in ``seed_``.
+    ``device``: where the networks train (``None``: the CPU; ``"cuda"``, ``"cuda:1"``, ...).
+
+    Each member standardises its features with the mean and standard deviation of the rows it
+    is fitted on (its training and validation splits; never its held-out test rows):
+    ``member_mean_``, ``member_scale_`` (K, D). ``mean_``, ``scale_`` (of all rows given) are
+    only a fixed change of coordinates before that: each exported ``models_[j]`` takes
+    ``(x - mean_) / scale_``, its own standardisation folded into its first layer.
+    Learned attributes: ``classes_``, ``n_classes_``, ``prior_``, ``seed_``, ``mean_``,
     ``scale_``, ``models_`` (list of ``nn.Module``), ``temperatures_``, ``best_epochs_``,
     ``val_loss_``; after ``fit_estimate`` also ``estimate_``, ``accuracy_``, and per held-out
     sample (in index order, ``heldout_index_``; its fold ``heldout_fold_``) ``pointwise_``,
@@ -230,7 +242,7 @@ class ClassifierMIEstimator:
         bias_correction: str | None = None,
         val_fraction: float = 0.2,
         device: str | torch.device | None = None,
-        random_state: int = 0,
+        random_state: int | None = 0,
         progress: bool = False,
     ) -> None:
         self.softmax = softmax
@@ -291,10 +303,17 @@ class ClassifierMIEstimator:
             raise ValueError(
                 f"lr must be > 0 and weight_decay >= 0; got {self.lr!r}, {self.weight_decay!r}"
             )
+        _check_hidden(self.hidden)
+        rs = self.random_state
+        if rs is not None and (isinstance(rs, bool) or not isinstance(rs, numbers.Integral)):
+            raise TypeError(f"random_state must be an integer seed or None; got {rs!r}")
+        if rs is not None and not -(2**63) <= rs < 2**63 - 1:
+            raise ValueError(f"random_state must be in [-2**63, 2**63 - 1); got {rs!r}")
+        self._device()
 
     # ------------------------------------------------------------------------- inputs
     def _device(self) -> torch.device:
-        return torch.device(self.device) if self.device is not None else torch.device("cpu")
+        return torch.device("cpu") if self.device is None else check_device(self.device)
 
     def _check_xy(self, X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x = _as_features(X, device=self._device())
@@ -322,10 +341,14 @@ class ClassifierMIEstimator:
     # ------------------------------------------------------------------------- fitting
     def fit(self, X: Any, y: Any) -> ClassifierMIEstimator:
         """Train ``n_ensemble`` classifiers on ``(X, y)`` (each with its own validation split)."""
+        with self._naming_rare_classes(cross_fit=False, test_fraction=None):
+            return self._fit(X, y)
+
+    def _fit(self, X: Any, y: Any) -> ClassifierMIEstimator:
         self._check_params()
         x, labels = self._check_xy(X, y)
         t = self._setup(x, labels)
-        gen = torch.Generator().manual_seed(int(self.random_state))
+        gen = torch.Generator().manual_seed(self.seed_)
         all_idx = torch.arange(t.shape[0])
         splits = [
             _stratified_split(t, all_idx, self.val_fraction, gen, "validation")
@@ -334,6 +357,35 @@ class ClassifierMIEstimator:
         self._train(x, t, splits)
         self.member_folds_ = torch.zeros(self.n_ensemble, dtype=torch.long)
         return self
+
+    @contextlib.contextmanager
+    def _naming_rare_classes(self, cross_fit: bool, test_fraction: float | None) -> Iterator[None]:
+        """Turn a split's "class index c has too few samples" into a message naming the user's
+        label and the class size these settings need (the same advice for API and CLI)."""
+        try:
+            yield
+        except _TooFewInSplit as exc:
+            label = self.classes_[exc.index].item()
+            folds = self.cv if cross_fit else None
+            sizes = {"test_fraction": test_fraction, "val_fraction": self.val_fraction,
+                     "halves": self.bias_correction is not None}  # fmt: skip
+            need = _min_class_size(folds, **sizes)
+            where = f"a cross-fitting fold (cv={folds})" if exc.where == "fold" else exc.where
+            msg = (
+                f"y: class {label} has {exc.count} sample(s) in {where}; every split needs at "
+                "least 2 samples of every class"
+            )
+            if need > exc.total:
+                msg += (
+                    f", so with these settings a class needs {need}; class {label} has {exc.total}"
+                )
+            msg += ": give more samples of it, or leave it out"
+            if folds:  # more folds: more training data per member, but smaller folds
+                works = [k for k in range(2, 21) if _min_class_size(k, **sizes) <= exc.total]
+                if works:
+                    k = min(works, key=lambda k: (abs(k - folds), k))
+                    msg += f", or use cv={k} (the nearest number of folds that works)"
+            raise ValueError(msg) from None
 
     def _setup(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         classes = torch.unique(labels)
@@ -344,6 +396,8 @@ class ClassifierMIEstimator:
             )
         self.classes_ = classes
         self.n_classes_ = int(classes.numel())
+        # random_state=None (as in scikit-learn): a fresh seed each fit, kept in seed_.
+        self.seed_ = secrets.randbits(62) if self.random_state is None else int(self.random_state)
         t = self._encode(labels)
         self.n_features_in_ = x.shape[1]
         self.mean_ = x.mean(0)
@@ -357,6 +411,7 @@ class ClassifierMIEstimator:
     ) -> None:
         xs = self._standardise(x)
         td = t.to(xs.device)
+        self._input_affine = self._member_standardisation(xs, splits)
 
         def fit(mask: torch.Tensor | None = None, **over: Any) -> Any:
             return self._fit_members(xs, td, splits, mask, **over)
@@ -381,7 +436,7 @@ class ClassifierMIEstimator:
             # epochs the twin also takes half the optimiser steps: the curve extrapolated is
             # that of the whole recipe. (Twice the epochs, i.e. equal steps, was measured too:
             # on Table 2 it removed almost nothing, the shortfall there shrinks with steps.)
-            gen = torch.Generator().manual_seed(int(self.random_state) + 1)
+            gen = torch.Generator().manual_seed(self.seed_ + 1)
             halves = [
                 (_stratified_split(t, tr, 0.5, gen, "learning-curve half")[1], va)
                 for tr, va in splits
@@ -395,6 +450,26 @@ class ClassifierMIEstimator:
                 [tr.numel() / h.numel() for (tr, _), (h, _) in zip(splits, halves, strict=True)],
                 dtype=torch.float64,
             )
+
+    def _member_standardisation(
+        self, xs: torch.Tensor, splits: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Each member's (shift, scale) (K, D) of ``xs``: the mean and standard deviation of
+        the rows it is fitted on (training + validation), so that no held-out row shapes its
+        inputs. None when every member sees every row (``fit``): the global ones then are its
+        own. The learning-curve twins reuse their member's (a fixed change of coordinates)."""
+        rows = [torch.cat([tr, va]).to(xs.device) for tr, va in splits]
+        if all(r.numel() == xs.shape[0] for r in rows):
+            self.member_mean_ = self.mean_.expand(len(rows), -1).clone()
+            self.member_scale_ = self.scale_.expand(len(rows), -1).clone()
+            return None
+        mean = torch.stack([xs[r].double().mean(0) for r in rows])
+        std = torch.stack([xs[r].double().std(0) for r in rows])  # every member has >= 4 rows
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        # In the units of X: member j sees (x - member_mean_[j]) / member_scale_[j].
+        self.member_mean_ = self.mean_ + mean * self.scale_
+        self.member_scale_ = std * self.scale_
+        return mean, std
 
     def _offsets(self, priors: torch.Tensor) -> torch.Tensor:
         return priors.log() if self.softmax == "pc" else torch.zeros_like(priors)
@@ -427,8 +502,8 @@ class ClassifierMIEstimator:
         }
         result = fit_stacked(
             xs, td, [tr for tr, _ in splits], [va for _, va in splits],
-            self._offsets(priors).float(), num_classes=m, seed=self.random_state,
-            input_mask=mask, progress=self.progress, **config,
+            self._offsets(priors).float(), num_classes=m, seed=self.seed_,
+            input_mask=mask, input_affine=self._input_affine, progress=self.progress, **config,
         )  # fmt: skip
         return result, priors
 
@@ -585,11 +660,15 @@ class ClassifierMIEstimator:
         Sets ``estimate_``, ``accuracy_`` (held-out, argmax of ``q``), ``pointwise_`` and
         ``heldout_log_proba_``.
         """
+        with self._naming_rare_classes(self.cv is not None, None if self.cv else test_fraction):
+            return self._fit_estimate(X, y, test_fraction, unit)
+
+    def _fit_estimate(self, X: Any, y: Any, test_fraction: float, unit: str) -> MIEstimate:
         self._check_params()
         check_unit(unit)
         x, labels = self._check_xy(X, y)
         t = self._setup(x, labels)
-        gen = torch.Generator().manual_seed(int(self.random_state))
+        gen = torch.Generator().manual_seed(self.seed_)
         all_idx = torch.arange(t.shape[0])
         if self.cv is None:
             if not 0.0 < test_fraction < 1.0:
@@ -685,21 +764,69 @@ def _as_features(X: Any, *, device: torch.device, n_features: int | None = None)
         x = x[:, None]
     if x.dim() != 2:
         raise ValueError(f"X must be 2-D (N, D) or 1-D (N,); got shape {tuple(x.shape)}")
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(
+            f"X must hold at least 1 sample and 1 feature (N, D >= 1); got shape {tuple(x.shape)}"
+        )
     if n_features is not None and x.shape[1] != n_features:
         raise ValueError(f"X must have {n_features} features as in fit; got {x.shape[1]}")
     check_finite(x, "X")
     return x.to(device=device, dtype=torch.float64)
 
 
+def _check_hidden(hidden: Any) -> None:
+    """``hidden``: a sequence of layer widths, each an integer >= 1 (``()``: a linear model)."""
+    expected = "a sequence of integer layer widths >= 1, e.g. (100, 100), or () for a linear model"
+    if isinstance(hidden, str | bytes) or not isinstance(hidden, Sequence):
+        raise TypeError(f"hidden must be {expected}; got {hidden!r}")
+    for w in hidden:
+        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1:
+            raise ValueError(f"hidden must be {expected}; got {tuple(hidden)!r}")
+
+
+class _TooFewInSplit(ValueError):
+    """A class with fewer than 2 samples in a split; the estimator names the user's label."""
+
+    def __init__(self, index: int, count: int, total: int, where: str) -> None:
+        self.index, self.count, self.total, self.where = index, count, total, where
+        super().__init__(f"y: class index {index} has {count} sample(s) in {where}")
+
+
 def _split_counts_error(t: torch.Tensor, where: str, counts: torch.Tensor) -> None:
     bad = torch.nonzero(counts < 2).flatten()
     if bad.numel():
         c = int(bad[0])
-        raise ValueError(
-            f"y: class index {c} has {int(counts[c])} sample(s) in the {where} split; every "
-            f"class needs at least 2 in every split (give more samples per class, or change "
-            f"val_fraction / test_fraction / cv)"
-        )
+        raise _TooFewInSplit(c, int(counts[c]), int((t == c).sum()), where)
+
+
+def _min_class_size(
+    folds: int | None, *, test_fraction: float | None, val_fraction: float, halves: bool
+) -> int:
+    """The fewest samples a class needs for every split to hold 2 of it (the splits below are
+    stratified, so a class's share of each depends on its own size only)."""
+
+    def ok(n: int) -> bool:
+        if folds:  # round-robin: fold f gets the ranks f, f + K, ...
+            tests = [len(range(f, n, folds)) for f in range(folds)]
+        else:
+            tests = [round(n * test_fraction) if test_fraction is not None else 0]
+        for held in tests:
+            if (folds or test_fraction is not None) and (held < 2 or n - held < 2):
+                return False
+            val = round((n - held) * val_fraction)
+            train = n - held - val
+            if (
+                val < 2
+                or train < 2
+                or (halves and min(round(train * 0.5), train - round(train * 0.5)) < 2)
+            ):
+                return False
+        return True
+
+    n = 2
+    while n < 10**7 and not all(ok(n + i) for i in range(2 * (folds or 1) + 4)):
+        n += 1
+    return n
 
 
 def _rank_within_class(labels: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -724,8 +851,8 @@ def _stratified_split(
     n_held = torch.round(counts.double() * fraction).long()
     held_mask = rank < n_held[labels]
     held, rest = order[held_mask], order[~held_mask]
-    _split_counts_error(t, name, torch.bincount(t[held], minlength=m))
-    _split_counts_error(t, "training", torch.bincount(t[rest], minlength=m))
+    _split_counts_error(t, f"the {name} split", torch.bincount(t[held], minlength=m))
+    _split_counts_error(t, "the training split", torch.bincount(t[rest], minlength=m))
     return rest, held
 
 
@@ -737,5 +864,5 @@ def _stratified_folds(t: torch.Tensor, k: int, gen: torch.Generator) -> list[tor
     fold = rank % k
     folds = [order[fold == f] for f in range(k)]
     for f in folds:
-        _split_counts_error(t, f"cross-fitting fold ({k} folds)", torch.bincount(t[f], minlength=m))
+        _split_counts_error(t, "fold", torch.bincount(t[f], minlength=m))
     return folds

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from infocam._validation import check_device
 from infocam.mi import ClassifierMIEstimator, MIEstimate, mutual_information
 from infocam.mixtures import GaussianMixture
 
@@ -129,6 +130,8 @@ def run(
         raise ValueError(f"jobs must be a positive integer; got {jobs}")
     if samples_per_class is not None and samples_per_class < 10:
         raise ValueError(f"samples_per_class must be at least 10; got {samples_per_class}")
+    if device is not None:
+        check_device(device)  # before any work, not in a worker
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
