@@ -487,6 +487,18 @@ static inline int ctz64(uint64_t x) /* x != 0 */
 #endif
 }
 
+static inline int top_bit(unsigned x) /* x != 0: the index of its highest set bit */
+{
+#if defined(__GNUC__)
+    return 31 - __builtin_clz(x);
+#else
+    int n = 0;
+    while (x >>= 1)
+        n++;
+    return n;
+#endif
+}
+
 static inline uint8_t max8(uint8_t a, uint8_t b) { return a > b ? a : b; }
 static inline uint8_t min8(uint8_t a, uint8_t b) { return a < b ? a : b; }
 
@@ -523,6 +535,26 @@ static inline void collect_gaps(uint64_t *bits, const uint8_t *row, const uint8_
         }
     }
 }
+
+#if defined(__SSE2__)
+static inline int hmin8(__m128i v) /* the smallest of 16 bytes */
+{
+    v = _mm_min_epu8(v, _mm_srli_si128(v, 8));
+    v = _mm_min_epu8(v, _mm_srli_si128(v, 4));
+    v = _mm_min_epu8(v, _mm_srli_si128(v, 2));
+    v = _mm_min_epu8(v, _mm_srli_si128(v, 1));
+    return _mm_cvtsi128_si32(v) & 0xFF;
+}
+
+static inline int hmax8(__m128i v) /* the largest of 16 bytes */
+{
+    v = _mm_max_epu8(v, _mm_srli_si128(v, 8));
+    v = _mm_max_epu8(v, _mm_srli_si128(v, 4));
+    v = _mm_max_epu8(v, _mm_srli_si128(v, 2));
+    v = _mm_max_epu8(v, _mm_srli_si128(v, 1));
+    return _mm_cvtsi128_si32(v) & 0xFF;
+}
+#endif
 
 /* Row and column maxima, tau, and the cuts with a non-convex row. buf: 2 * w bytes. */
 static void analyse_rows(Runs *r, uint8_t *buf)
@@ -588,8 +620,25 @@ static void analyse_rows(Runs *r, uint8_t *buf)
             __m128i m = _mm_min_epu8(_mm_loadu_si128((const __m128i *)(pre + x - 1)),
                                      _mm_loadu_si128((const __m128i *)(suf + x + 1)));
             __m128i below = _mm_subs_epu8(m, v); /* > 0 where v < m */
-            if (_mm_movemask_epi8(_mm_cmpeq_epi8(below, _mm_setzero_si128())) != 0xFFFF)
+            __m128i none = _mm_cmpeq_epi8(below, _mm_setzero_si128()); /* lanes without a gap */
+            if (_mm_movemask_epi8(none) == 0xFFFF)
+                continue;
+            /* the chunk's gaps in one step when they share their m (m is unimodal along the
+             * row and piecewise constant, so they usually do): [min v, m) */
+            int mlo = hmin8(_mm_or_si128(m, none)), mhi = hmax8(_mm_andnot_si128(none, m));
+            if (mlo == mhi) {
+                int vlo = hmin8(_mm_or_si128(v, none));
+                if (mhi != valley_m) {
+                    if (valley_m >= 0)
+                        set_bits(rg, valley_lo, valley_m);
+                    valley_m = mhi;
+                    valley_lo = vlo;
+                } else if (vlo < valley_lo) {
+                    valley_lo = vlo;
+                }
+            } else {
                 collect_gaps(rg, row, pre, suf, x, x + 16, &valley_m, &valley_lo);
+            }
         }
 #endif
         collect_gaps(rg, row, pre, suf, x, w - 1, &valley_m, &valley_lo);
@@ -781,6 +830,45 @@ static inline RowRuns row_of(const Runs *r, int32_t y)
     return rr;
 }
 
+/* The first pixel x >= a of row with row[x] > c, and the last one x <= b, for a row that
+ * has one there. 16 pixels per SSE2 compare: the reads reach up to 15 bytes past either end
+ * of the row (run_job pads q with zeros on both sides; a zero is never > c, and a pixel of
+ * a neighbouring row is never reached first, since the row holds one at or after a, at or
+ * before b). */
+static inline int32_t first_above(const uint8_t *row, int32_t a, int c)
+{
+#if defined(__SSE2__)
+    const __m128i flip = _mm_set1_epi8((char)0x80), cut = _mm_set1_epi8((char)(c ^ 0x80));
+    for (;; a += 16) {
+        __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + a)), flip);
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpgt_epi8(v, cut));
+        if (m)
+            return a + ctz64(m);
+    }
+#else
+    while (row[a] <= c)
+        a++;
+    return a;
+#endif
+}
+
+static inline int32_t last_above(const uint8_t *row, int32_t b, int c)
+{
+#if defined(__SSE2__)
+    const __m128i flip = _mm_set1_epi8((char)0x80), cut = _mm_set1_epi8((char)(c ^ 0x80));
+    for (;; b -= 16) {
+        __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + b - 15)), flip);
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpgt_epi8(v, cut));
+        if (m)
+            return b - 15 + top_bit(m);
+    }
+#else
+    while (row[b] <= c)
+        b--;
+    return b;
+#endif
+}
+
 /* Best IoU at cut c by labelling (the cut has a non-convex row). Cuts come in ascending
  * order for one image, so the first and last pixels > c of each row (lp, rp) only move
  * inwards (amortised O(1) per row and cut). A row convex at c is the one run lp .. rp, and
@@ -798,13 +886,8 @@ static double label_cut(Runs *r, int c)
             continue;
         }
         const uint8_t *row = r->q + (Py_ssize_t)y * w;
-        int32_t a = r->lp[y], b = r->rp[y];
-        while (row[a] <= c) /* the row is not empty */
-            a++;
-        while (row[b] <= c)
-            b--;
-        r->lp[y] = a;
-        r->rp[y] = b;
+        int32_t a = r->lp[y] = first_above(row, r->lp[y], c);
+        int32_t b = r->rp[y] = last_above(row, r->rp[y], c);
         if (test_bit(r->rgaps + 4 * (Py_ssize_t)y, c)) { /* runs of a non-convex row */
             r->kind[y] = 2;
             r->ncrow[nnc++] = y;
@@ -891,17 +974,15 @@ static void column_extents(const Runs *r, const int *levels, int nlev, int32_t *
     }
 }
 
-/* x-extent of the mask q > c over rows y0..y1 (the fast path with several stretches). */
+/* x-extent of the mask q > c over rows y0..y1 (the fast path with several stretches), from
+ * each row's first and last pixel > c (lp, rp: moved on from the last cut, see label_cut). */
 static void stretch_extent(Runs *r, int c, int32_t y0, int32_t y1, int32_t *x0, int32_t *x1)
 {
     int32_t lo = r->w, hi = -1;
     for (int32_t y = y0; y <= y1; y++) {
         const uint8_t *row = r->q + (Py_ssize_t)y * r->w;
-        int32_t a = 0, b = r->w - 1;
-        while (row[a] <= c) /* the row is not empty */
-            a++;
-        while (row[b] <= c)
-            b--;
+        int32_t a = r->lp[y] = first_above(row, r->lp[y], c); /* the row is not empty */
+        int32_t b = r->rp[y] = last_above(row, r->rp[y], c);
         lo = a < lo ? a : lo;
         hi = b > hi ? b : hi;
     }
@@ -919,16 +1000,35 @@ static void runs_image(Runs *r, const int *levels, int nlev, double *best, int32
         r->rp[y] = r->w - 1;
     }
     column_extents(r, levels, nlev, colA, colB);
+    /* Stretches at every cut at once: row y starts one at cut c iff c < rowmax[y] and it
+     * does not touch row y - 1 (c >= tau[y - 1]); a difference array over c counts them. */
+    int32_t nstretch[257] = {0};
+    for (int32_t y = 0; y < h; y++) {
+        int lo = y ? r->tau[y - 1] : 0, hi = r->rowmax[y];
+        if (lo < hi) {
+            nstretch[lo]++;
+            nstretch[hi]--;
+        }
+    }
+    for (int c = 1; c < 256; c++)
+        nstretch[c] += nstretch[c - 1];
+    int32_t top = 0, bottom = h - 1; /* first and last non-empty row at the cut */
     for (int k = 0; k < nlev; k++) {
         const int c = levels[k];
         double b = -1.0;
+        while (top < h && r->rowmax[top] <= c)
+            top++;
+        while (bottom >= 0 && r->rowmax[bottom] <= c)
+            bottom--;
         if (test_bit(r->gaps, c)) {
             b = label_cut(r, c);
-        } else {
+        } else if (nstretch[c] == 1) { /* one component: the mask's box */
+            b = box_iou(r, colA[k], top, colB[k], bottom, 0);
+        } else if (nstretch[c] > 1) {
             /* components: maximal stretches of non-empty rows whose runs touch (rows
              * first .. last of stretch i in rx0[i], rx1[i]) */
             int32_t nst = 0;
-            for (int32_t y = 0; y < h; y++) {
+            for (int32_t y = top; y <= bottom; y++) {
                 if (r->rowmax[y] <= c)
                     continue;
                 if (nst > 0 && r->rx1[nst - 1] == y - 1 && r->tau[y - 1] > c) {
@@ -938,15 +1038,11 @@ static void runs_image(Runs *r, const int *levels, int nlev, double *best, int32
                     nst++;
                 }
             }
-            if (nst == 1) { /* one component: the mask's box */
-                b = box_iou(r, colA[k], r->rx0[0], colB[k], r->rx1[0], 0);
-            } else {
-                for (int32_t i = 0; i < nst; i++) {
-                    int32_t x0, x1;
-                    stretch_extent(r, c, r->rx0[i], r->rx1[i], &x0, &x1);
-                    double iou = box_iou(r, x0, r->rx0[i], x1, r->rx1[i], 0);
-                    b = iou > b ? iou : b;
-                }
+            for (int32_t i = 0; i < nst; i++) {
+                int32_t x0, x1;
+                stretch_extent(r, c, r->rx0[i], r->rx1[i], &x0, &x1);
+                double iou = box_iou(r, x0, r->rx0[i], x1, r->rx1[i], 0);
+                b = iou > b ? iou : b;
             }
         }
         best[k] = b >= 0 ? b : best_iou(r->gt, r->ngt, 0, 0, 0, 0); /* empty: [0,0,0,0] */
@@ -1042,7 +1138,8 @@ static void run_job(Job *job)
     const Py_ssize_t h = job->h, w = job->w, npix = h * w, pw = w + 2;
     const Py_ssize_t npad = (h + 2) * pw + 4; /* + 4: row_bits reads one byte past */
     const Py_ssize_t nruns = 2 * npix + 2 * h + 2; /* foreground + background runs */
-    uint8_t *q = malloc((size_t)npix + 16); /* + 16: row_runs reads past a row's end */
+    uint8_t *qbuf = calloc((size_t)npix + 32, 1); /* zeros before and after: see row_runs */
+    uint8_t *q = qbuf ? qbuf + 16 : NULL;
     uint32_t *order = malloc(sizeof(uint32_t) * (size_t)npix);
     uint8_t *in = malloc((size_t)npad);
     int32_t *parent = malloc(sizeof(int32_t) * (size_t)npad);
@@ -1155,7 +1252,7 @@ static void run_job(Job *job)
             out[t] = best_at[(int)(int64_t)(job->thr[t] * (double)qmax)];
     }
 done:
-    free(q);
+    free(qbuf);
     free(order);
     free(in);
     free(parent);
