@@ -138,7 +138,7 @@ def photo_cams(n: int, seed: int):
     x = (torch.stack(batch) - mean) / std
     with torch.inference_mode():
         maps = CAMExtractor(model)(x, method="cam").maps
-    maps = normalize_maps(upsample_maps(maps.double(), SIZE))
+    maps = normalize_maps(upsample_maps(maps, SIZE))  # float32
     c = torch.randint(40, SIZE - 40, (n, 2), generator=g)
     r = torch.randint(20, 80, (n, 1), generator=g)
     gt = torch.cat([c - r, c + r], 1).clamp(0, SIZE - 1)
@@ -290,7 +290,7 @@ def maxbox_families(n: int, seed: int):
         f, head, t, gt = make_inputs(n, seed, blobs=blobs)
         with torch.no_grad():
             maps = class_activation_maps(f, head.fc.weight, t)
-        families[name] = (normalize_maps(upsample_maps(maps.double(), SIZE)), gt)
+        families[name] = (normalize_maps(upsample_maps(maps, SIZE)), gt)  # float32, as CAMs are
     photos = photo_cams(n, seed)
     if photos is not None:
         families["photos (EfficientNet-Lite0)"] = photos
@@ -345,7 +345,7 @@ def main(argv=None) -> int:
 
     threads = args.maxbox_threads or default_threads
     lines.append(
-        f"MaxBoxAccV2, {args.n_maxbox} maps 224x224 per family, ms/image (best of "
+        f"MaxBoxAccV2, {args.n_maxbox} float32 maps 224x224 per family, ms/image (best of "
         f"{args.repeat}); infocam backends: opencv (contours per distinct cut) and compiled "
         f"(infocam._maxbox) on 1 and {threads} thread(s)"
     )
