@@ -237,6 +237,27 @@ def test_both_methods_and_the_opencv_backend_agree():
     assert torch.equal(evs[0].counts, evs[1].counts) and torch.equal(evs[0].counts, evs[2].counts)
 
 
+def test_automatic_choice_gives_up_labelling_noise_for_the_sweeps():
+    """Large noise passes the per-image cost model (fitted at 224 x 224) but has far more runs
+    per row than it assumes: the row runs give up once they have cost what the sweeps would
+    and the sweeps redo the image (here 1024 x 1024 noise: about 1.5x the sweeps' time instead
+    of 6x). The results must not depend on it, also for a smooth map after it in the batch."""
+    rng = np.random.default_rng(5)
+    noise = rng.random((1, 1024, 1024))
+    smooth = _maps("smooth", 1, 1024, 1024, rng).numpy()
+    x = np.ascontiguousarray(np.concatenate([noise, smooth]))
+    gts = _gt_boxes(2, 1024, 1024, rng)
+    boxes = np.concatenate(gts).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum([len(g) for g in gts])]).astype(np.int64)
+    thr = np.arange(0, 1, 0.05)
+    outs = []
+    for method in (0, 1):
+        out = np.full((2, len(thr)), np.nan)
+        _maxbox.best_ious(x, thr, boxes, offsets, out, method)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
 def test_empty_batches_and_strided_maps():
     ev, ref = MaxBoxAccEvaluator(num_threads=4), MaxBoxAccEvaluator(backend="opencv")
     ev.update(torch.zeros(0, 8, 8), torch.zeros(0, 4, dtype=torch.long))

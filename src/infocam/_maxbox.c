@@ -443,6 +443,7 @@ typedef struct {
     uint8_t *kind;            /* (h,) at the cut: 0 empty, 1 convex, 2 not convex */
     int32_t *fgcount;         /* (h,) runs of a non-convex row (its first: fgstart) */
     int32_t *ncrow;           /* (h,) the non-convex rows of the cut */
+    int64_t work, budget;     /* labelling work done on this image, and its cap */
     int32_t *fgstart;         /* (h,) first run of each row (a convex row: its stretch) */
     int32_t *bgstart;         /* (h + 1,) first gap of the k-th non-convex row */
     const int64_t *gt;
@@ -955,6 +956,7 @@ static double label_cut(Runs *r, int c)
         link_pair(r, a, b, 0);
     }
     double hole = best_of_roots(r, n, m, 1);
+    r->work += 30 * (int64_t)h + 40 * (int64_t)m; /* the units of run_job's cost model */
     return hole > best ? hole : best;
 }
 
@@ -990,9 +992,10 @@ static void stretch_extent(Runs *r, int c, int32_t y0, int32_t y1, int32_t *x0, 
     *x1 = hi;
 }
 
-/* best[k] for every cut; cuts whose rows are all convex take the fast path. */
-static void runs_image(Runs *r, const int *levels, int nlev, double *best, int32_t *colA,
-                       int32_t *colB)
+/* best[k] for every cut; cuts whose rows are all convex take the fast path. Returns 0, or 1
+ * when the labelling work exceeded r->budget (the caller then uses the sweeps). */
+static int runs_image(Runs *r, const int *levels, int nlev, double *best, int32_t *colA,
+                      int32_t *colB)
 {
     const int32_t h = r->h;
     for (int32_t y = 0; y < h; y++) {
@@ -1022,6 +1025,8 @@ static void runs_image(Runs *r, const int *levels, int nlev, double *best, int32
             bottom--;
         if (test_bit(r->gaps, c)) {
             b = label_cut(r, c);
+            if (r->work > r->budget)
+                return 1;
         } else if (nstretch[c] == 1) { /* one component: the mask's box */
             b = box_iou(r, colA[k], top, colB[k], bottom, 0);
         } else if (nstretch[c] > 1) {
@@ -1047,6 +1052,7 @@ static void runs_image(Runs *r, const int *levels, int nlev, double *best, int32
         }
         best[k] = b >= 0 ? b : best_iou(r->gt, r->ngt, 0, 0, 0, 0); /* empty: [0,0,0,0] */
     }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------- one batch */
@@ -1236,9 +1242,15 @@ static void run_job(Job *job)
             }
         }
         if (method == 2) {
+            /* chosen by the cost model: give up for the sweeps once the labelling has cost
+             * what they would (a map noisier than the model saw), at most doubling the time */
             int32_t colA[256], colB[256];
-            runs_image(&r, levels, nlev, best, colA, colB);
-        } else {
+            r.work = 0;
+            r.budget = job->method == 0 ? 60 * (int64_t)npix : INT64_MAX;
+            if (runs_image(&r, levels, nlev, best, colA, colB))
+                method = 1;
+        }
+        if (method != 2) {
             int32_t start[257];
             sort_pixels(q, h, w, order, start);
             s.gt = gt;
