@@ -414,6 +414,13 @@ static void sweep_image(Sweep *s, const uint32_t *order, const int32_t *start,
 
 /* ------------------------------------------------------------------------ row runs */
 
+/* The cost model that picks the method per image (run_job), in one unit, fitted to timings
+ * of both on 224 x 224 CAMs and noise: labelling a cut costs COST_ROW per row plus
+ * COST_NONCONVEX per row of several runs (its scan, runs, links and gaps), or, counted as
+ * it goes, COST_ROW per row plus COST_NODE per union-find node; the two sweeps cost
+ * COST_SWEEP per pixel. */
+enum { COST_ROW = 30, COST_NONCONVEX = 250, COST_NODE = 40, COST_SWEEP = 60 };
+
 /* A second method, per cut but O(rows) per cut on smooth maps. Call a row convex at cut c
  * when its mask q > c is one run (or empty). A row is not convex at c iff some pixel x has
  * q(x) <= c < min(max q left of x, max q right of x); one pass per row collects those cuts
@@ -682,6 +689,17 @@ static void analyse_rows(Runs *r, uint8_t *buf)
     }
 }
 
+#if defined(__SSE2__)
+/* Bit j set where p[j] > c, for the 16 bytes at p (unsigned q > c as signed (q ^ 0x80) >
+ * (c ^ 0x80)). */
+static inline unsigned above16(const uint8_t *p, int c)
+{
+    const __m128i flip = _mm_set1_epi8((char)0x80), cut = _mm_set1_epi8((char)(c ^ 0x80));
+    __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)p), flip);
+    return (unsigned)_mm_movemask_epi8(_mm_cmpgt_epi8(v, cut));
+}
+#endif
+
 /* Runs of row[x] > c for x < w: bit x of bits (16 pixels per SSE2 compare; the row may be
  * read up to 15 bytes past w, see run_job's padding of q), then the runs from bit scans.
  * Returns their number; x0, x1 get the first and last pixels. */
@@ -690,13 +708,10 @@ static int32_t row_runs(const uint8_t *row, int32_t w, int c, uint64_t *bits, in
 {
     const int32_t nwords = (w + 63) >> 6;
 #if defined(__SSE2__)
-    const __m128i flip = _mm_set1_epi8((char)0x80), cut = _mm_set1_epi8((char)(c ^ 0x80));
-    for (int32_t word = 0; word < nwords; word++) { /* q > c as signed (q ^ 0x80) > (c ^ 0x80) */
+    for (int32_t word = 0; word < nwords; word++) {
         uint64_t m = 0;
-        for (int32_t x = word * 64, j = 0; j < 4 && x < w; j++, x += 16) {
-            __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + x)), flip);
-            m |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpgt_epi8(v, cut)) << (16 * j);
-        }
+        for (int32_t x = word * 64, j = 0; j < 4 && x < w; j++, x += 16)
+            m |= (uint64_t)above16(row + x, c) << (16 * j);
         bits[word] = m;
     }
 #else
@@ -839,10 +854,8 @@ static inline RowRuns row_of(const Runs *r, int32_t y)
 static inline int32_t first_above(const uint8_t *row, int32_t a, int c)
 {
 #if defined(__SSE2__)
-    const __m128i flip = _mm_set1_epi8((char)0x80), cut = _mm_set1_epi8((char)(c ^ 0x80));
     for (;; a += 16) {
-        __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + a)), flip);
-        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpgt_epi8(v, cut));
+        unsigned m = above16(row + a, c);
         if (m)
             return a + ctz64(m);
     }
@@ -856,10 +869,8 @@ static inline int32_t first_above(const uint8_t *row, int32_t a, int c)
 static inline int32_t last_above(const uint8_t *row, int32_t b, int c)
 {
 #if defined(__SSE2__)
-    const __m128i flip = _mm_set1_epi8((char)0x80), cut = _mm_set1_epi8((char)(c ^ 0x80));
     for (;; b -= 16) {
-        __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + b - 15)), flip);
-        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpgt_epi8(v, cut));
+        unsigned m = above16(row + b - 15, c);
         if (m)
             return b - 15 + top_bit(m);
     }
@@ -956,7 +967,7 @@ static double label_cut(Runs *r, int c)
         link_pair(r, a, b, 0);
     }
     double hole = best_of_roots(r, n, m, 1);
-    r->work += 30 * (int64_t)h + 40 * (int64_t)m; /* the units of run_job's cost model */
+    r->work += COST_ROW * (int64_t)h + COST_NODE * (int64_t)m; /* see COST_ROW */
     return hole > best ? hole : best;
 }
 
@@ -1144,6 +1155,7 @@ static void run_job(Job *job)
     const Py_ssize_t h = job->h, w = job->w, npix = h * w, pw = w + 2;
     const Py_ssize_t npad = (h + 2) * pw + 4; /* + 4: row_bits reads one byte past */
     const Py_ssize_t nruns = 2 * npix + 2 * h + 2; /* foreground + background runs */
+    const int64_t sweep_cost = COST_SWEEP * (int64_t)npix; /* see COST_ROW */
     uint8_t *qbuf = calloc((size_t)npix + 32, 1); /* zeros before and after: see row_runs */
     uint8_t *q = qbuf ? qbuf + 16 : NULL;
     uint32_t *order = malloc(sizeof(uint32_t) * (size_t)npix);
@@ -1229,16 +1241,13 @@ static void run_job(Job *job)
             r.ngt = ngt;
             analyse_rows(&r, pbuf);
             if (method == 0) {
-                /* Cost model, fitted to timings of both methods on CAMs and noise: a labelled
-                 * cut costs about 30 units per row plus 250 per non-convex row (its runs,
-                 * links and gaps); the two sweeps about 60 per pixel. */
                 int64_t general = 0, nonconvex = 0;
                 for (int i = 0; i < 4; i++)
                     general += popcount64(r.gaps[i] & need[i]);
                 for (Py_ssize_t y = 0; general && y < h; y++)
                     for (int i = 0; i < 4; i++)
                         nonconvex += popcount64(r.rgaps[4 * y + i] & need[i]);
-                method = general * h * 30 + nonconvex * 250 < 60 * (int64_t)npix ? 2 : 1;
+                method = general * h * COST_ROW + nonconvex * COST_NONCONVEX < sweep_cost ? 2 : 1;
             }
         }
         if (method == 2) {
@@ -1246,7 +1255,7 @@ static void run_job(Job *job)
              * what they would (a map noisier than the model saw), at most doubling the time */
             int32_t colA[256], colB[256];
             r.work = 0;
-            r.budget = job->method == 0 ? 60 * (int64_t)npix : INT64_MAX;
+            r.budget = job->method == 0 ? sweep_cost : INT64_MAX;
             if (runs_image(&r, levels, nlev, best, colA, colB))
                 method = 1;
         }
