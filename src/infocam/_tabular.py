@@ -11,6 +11,7 @@ import csv
 import math
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,13 +82,18 @@ def _is_int(v: object) -> bool:
     return math.isfinite(f) and f == round(f) and abs(f) < _INT64_LIMIT
 
 
+def _repeated(names: Sequence[str]) -> list[str]:
+    """The names that occur more than once, sorted (one pass: wide CSVs have many)."""
+    return sorted(n for n, k in Counter(names).items() if k > 1)
+
+
 def _check_feature_names(names: Sequence[str], label: str, source: str) -> None:
     """``--features``: no name twice, and not the label (it would leak into X)."""
     if label in names:
         raise ValueError(
             f"--features: {label!r} is the label (--label); it cannot also be a feature of {source}"
         )
-    dups = sorted({n for n in names if list(names).count(n) > 1})
+    dups = _repeated(names)
     if dups:
         raise ValueError(f"--features: {dups} given more than once")
 
@@ -105,7 +111,7 @@ def _load_csv(
     if len(rows) < 2:
         raise ValueError(f"{p}: needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
-    dup_cols = sorted({h for h in header if header.count(h) > 1})
+    dup_cols = _repeated(header)
     if dup_cols:
         raise ValueError(f"{p.name}: column name(s) {dup_cols} appear more than once in the header")
     if label not in header:
