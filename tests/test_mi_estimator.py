@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +14,7 @@ import torch
 
 import infocam
 from infocam import ClassifierMIEstimator, GaussianMixture
-from infocam._fit import StackedMLP, fit_temperature
+from infocam.mi._stacked import StackedMLP, fit_temperature
 from infocam.models import mlp
 
 FAST = {"hidden": (16,), "max_epochs": 8, "patience": 3, "batch_size": 128, "lr": 1e-2}
@@ -34,6 +38,29 @@ def two_gaussians():
 
 def test_reexport():
     assert infocam.ClassifierMIEstimator is ClassifierMIEstimator
+    from infocam.mi import ClassifierMIEstimator as old_path
+    from infocam.mi.estimator import ClassifierMIEstimator as new_path
+
+    assert old_path is new_path is ClassifierMIEstimator
+
+
+def test_fit_does_not_import_torchvision():
+    # The core MI estimator needs torch only: measuring information must not pay for
+    # torchvision's import (nor need it installed). A fresh interpreter sees what fit loads.
+    code = (
+        "import sys, torch\n"
+        "from infocam import ClassifierMIEstimator\n"
+        "x = torch.randn(40, 2); y = torch.arange(40) % 2\n"
+        "est = ClassifierMIEstimator(hidden=(4,), max_epochs=1).fit(x, y)\n"
+        "est.models_[0](x[:2].float())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(infocam.__file__).parents[1])}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 @pytest.mark.parametrize("softmax", ["pc", "softmax"])
@@ -60,7 +87,7 @@ def test_one_cycle_schedule_runs_all_epochs_and_is_accurate(two_gaussians):
 
 
 def test_one_cycle_learning_rate_warms_up_then_decays():
-    from infocam._fit import fit_stacked
+    from infocam.mi._stacked import fit_stacked
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 2, generator=g)

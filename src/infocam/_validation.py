@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,9 @@ import torch
 
 PRIOR_SUM_TOLERANCE = 1e-4
 
-ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
+# What ``as_tensor`` takes where a user passes numbers: a tensor, a numpy array, or a (nested)
+# list or tuple of numbers.
+ArrayLike = torch.Tensor | np.ndarray | list | tuple
 
 _DTYPE_KINDS = {"U": "strings", "S": "bytes", "O": "Python objects", "M": "datetimes",
                 "m": "timedeltas", "V": "structured records"}  # fmt: skip

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from infocam._validation import as_tensor, check_integer_labels
+from infocam.mi._splits import rank_within_class
 
 __all__ = ["balanced_subset", "imbalanced_subset", "stratified_split"]
 
@@ -31,12 +32,10 @@ def _class_ranks(labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.T
     """Random rank of each sample within its class (0..n_c-1), and the class counts."""
     g = torch.Generator().manual_seed(int(seed))
     keys = torch.rand(labels.numel(), generator=g, dtype=torch.float64)
-    order = torch.argsort(keys)
-    order = order[torch.argsort(labels[order], stable=True)]  # by class, then random key
-    counts = torch.bincount(labels)
-    starts = torch.cumsum(counts, 0) - counts
+    order = torch.argsort(keys)  # ranked by class, then random key
+    in_order, counts = rank_within_class(labels[order], int(labels.max()) + 1)
     ranks = torch.empty_like(labels)
-    ranks[order] = torch.arange(labels.numel()) - starts[labels[order]]
+    ranks[order] = in_order
     return ranks, counts
 
 

@@ -1,157 +1,30 @@
-r"""Mutual information from a classifier's logits.
+"""``ClassifierMIEstimator``: estimate I(X; Y) by training MLP classifiers, scikit-learn style.
 
-A classifier trained with PC-softmax cross-entropy has logits ``n`` with
-``log_pc_softmax(n, p)_y ~= log p(y|x) / p(y)``, the point-wise mutual information (PMI).
-Its mean over **held-out** samples estimates ``I(X; Y)``. By Barber-Agakov it is a lower
-bound in expectation, so valid values lie in ``[0, H(Y)]`` up to sampling error; on the
-training data it is biased upward. Nothing is clipped: the mean and its standard error are
-reported as measured.
+The members are trained together by :mod:`infocam.mi._stacked` on the stratified splits of
+:mod:`infocam.mi._splits`; their held-out point-wise MI is averaged by
+:func:`infocam.mi.estimate.estimate_from_pmi`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import secrets
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from infocam._validation import (
-    as_tensor,
-    check_device,
-    check_finite,
-    check_floating,
-    check_integer_labels,
-    check_prior,
-    check_target,
-    check_unit,
-)
-from infocam.softmax import log_pc_softmax
+from infocam._validation import ArrayLike, as_tensor, check_device, check_integer_labels, check_unit
+from infocam.mi._params import ESTIMATOR_PARAMS, as_features, check_params
+from infocam.mi._splits import TooFewInSplit, stratified_folds, stratified_split, too_few_message
+from infocam.mi._stacked import fit_stacked, member_temperatures, select_features
+from infocam.mi.estimate import MIEstimate, SoftmaxKind, Unit, estimate_from_pmi
 
-__all__ = ["ClassifierMIEstimator", "MIEstimate", "mutual_information", "pointwise_mi"]
+__all__ = ["ClassifierMIEstimator"]
 
-_NATS_PER_BIT = math.log(2.0)
-_SOFTMAX_KINDS = ("pc", "softmax")
-_BIAS_CORRECTIONS = (None, "learning_curve")
-
-
-@dataclass(frozen=True)
-class MIEstimate:
-    """A mutual-information estimate: ``value ± stderr`` over ``n`` samples, in ``unit``.
-
-    ``stderr`` is the sample standard deviation of the point-wise values divided by
-    ``sqrt(n)``. ``str()`` gives e.g. ``1.531 ± 0.004 nat (n=60000)``.
-    """
-
-    value: float
-    stderr: float
-    n: int
-    unit: str = "nat"
-
-    def __post_init__(self) -> None:
-        check_unit(self.unit)
-
-    def to(self, unit: str) -> MIEstimate:
-        """The same estimate in ``"nat"`` or ``"bit"`` (1 bit = ln 2 nat)."""
-        check_unit(unit)
-        if unit == self.unit:
-            return self
-        factor = 1.0 / _NATS_PER_BIT if unit == "bit" else _NATS_PER_BIT
-        return MIEstimate(self.value * factor, self.stderr * factor, self.n, unit)
-
-    def interval(self, level: float = 0.95) -> tuple[float, float]:
-        """Normal-approximation confidence interval ``value ± z * stderr``."""
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level must be in (0, 1); got {level}")
-        z = math.sqrt(2.0) * _erfinv(level)
-        return (self.value - z * self.stderr, self.value + z * self.stderr)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "stderr": self.stderr, "n": self.n, "unit": self.unit}
-
-    def __str__(self) -> str:
-        return f"{self.value:.3f} ± {self.stderr:.3f} {self.unit} (n={self.n})"
-
-    def __format__(self, spec: str) -> str:
-        if not spec:
-            return str(self)
-        return f"{format(self.value, spec)} ± {format(self.stderr, spec)} {self.unit} (n={self.n})"
-
-
-def _erfinv(x: float) -> float:
-    return float(torch.special.erfinv(torch.tensor(x, dtype=torch.float64)))
-
-
-def _check_mi_inputs(logits: Any, target: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    n = check_floating(as_tensor(logits, "logits"), "logits")
-    if n.dim() != 2:
-        raise ValueError(f"logits must be 2-D (N, M); got shape {tuple(n.shape)}")
-    check_finite(n, "logits")
-    t = check_target(target, "target", n=n.shape[0], num_classes=n.shape[1], device=n.device)
-    return n, t
-
-
-def pointwise_mi(
-    logits: Any, target: Any, prior: Any = None, *, softmax: str = "pc"
-) -> torch.Tensor:
-    r"""Point-wise mutual information ``log p(y_i|x_i) / p(y_i)`` per sample, in nats.
-
-    ``softmax="pc"`` (logits of a PC-softmax-trained model, the default):
-    ``pmi_i = log_pc_softmax(n_i, p)_{y_i} = n_{i,y} - logsumexp_j(n_{ij} + log p_j)``.
-
-    ``softmax="softmax"`` (logits of a plain-softmax model trained under prior ``p``, whose
-    softmax estimates ``p(y|x)``): ``pmi_i = log_softmax(n_i)_{y_i} - log p_{y_i}``.
-
-    With ``prior=None`` (uniform) both equal ``log_softmax(n)_y + log M``, the paper's Eq. 9.
-
-    Args:
-        logits: (N, M) finite floating-point logits.
-        target: (N,) integer labels in [0, M).
-        prior: the class prior the model was trained under, (M,), or None for uniform.
-        softmax: ``"pc"`` or ``"softmax"``, how the model was trained.
-
-    Returns:
-        (N,) tensor on the logits' device.
-    """
-    if softmax not in _SOFTMAX_KINDS:
-        raise ValueError(f"softmax must be one of {_SOFTMAX_KINDS}; got {softmax!r}")
-    n, t = _check_mi_inputs(logits, target)
-    if softmax == "pc" or prior is None:
-        log_ratio = log_pc_softmax(n, prior, dim=1)
-    else:
-        # log_softmax(n)_y - log p_y, which equals log_pc_softmax(n - log p, p)_y.
-        log_p = check_prior(prior, n.shape[1], dtype=torch.float64, device=n.device).log()
-        log_ratio = F.log_softmax(n, dim=1) - log_p.to(n.dtype)
-    return log_ratio.gather(1, t[:, None]).squeeze(1)
-
-
-def mutual_information(
-    logits: Any,
-    target: Any,
-    prior: Any = None,
-    unit: str = "nat",
-    *,
-    softmax: str = "pc",
-) -> MIEstimate:
-    r"""Estimate ``I(X; Y)`` as the mean point-wise MI over the given (held-out) samples.
-
-    ``I_hat = (1/N) sum_i pmi_i`` with ``stderr = std(pmi, ddof=1) / sqrt(N)``, accumulated in
-    float64. See :func:`pointwise_mi` for ``prior`` and ``softmax``. Pass held-out data: on
-    the training set the estimate is biased upward.
-    """
-    check_unit(unit)
-    pmi = pointwise_mi(logits, target, prior, softmax=softmax).to(torch.float64)
-    count = pmi.shape[0]
-    if count < 2:
-        raise ValueError(f"logits must hold at least 2 samples for a standard error; got {count}")
-    value = float(pmi.mean())
-    stderr = float(pmi.std(unbiased=True)) / math.sqrt(count)
-    return MIEstimate(value, stderr, count, "nat").to(unit)
+_HELD_OUT = "the held-out data"
 
 
 class ClassifierMIEstimator:
@@ -179,7 +52,7 @@ class ClassifierMIEstimator:
       stopping (``infocam reproduce mi`` uses it). Default ``"constant"``.
     * ``select_features=True`` (for many features of which few inform): each member ranks
       its inputs with a screening fit on its own training split and keeps its top ``c``;
-      ``c`` is chosen on validation cross-entropy (see ``_select_features``). Sets
+      ``c`` is chosen on validation cross-entropy (see ``_stacked.select_features``). Sets
       ``n_features_selected_``, ``feature_mask_`` (K, D) and ``selection_val_loss_``.
     * ``n_ensemble > 1`` averages the members' posteriors ``q = mean_k q_k(y|x)``.
     * ``bias_correction="learning_curve"`` removes most of the shortfall: every member gets a
@@ -226,7 +99,7 @@ class ClassifierMIEstimator:
 
     def __init__(
         self,
-        softmax: str = "pc",
+        softmax: SoftmaxKind = "pc",
         hidden: Sequence[int] = (100, 100, 100),
         *,
         cv: int | None = None,
@@ -237,9 +110,9 @@ class ClassifierMIEstimator:
         batch_size: int = 256,
         max_epochs: int = 200,
         patience: int = 10,
-        lr_schedule: str = "constant",
+        lr_schedule: Literal["constant", "onecycle"] = "constant",
         select_features: bool = False,
-        bias_correction: str | None = None,
+        bias_correction: Literal["learning_curve"] | None = None,
         val_fraction: float = 0.2,
         device: str | torch.device | None = None,
         random_state: int | None = 0,
@@ -265,58 +138,28 @@ class ClassifierMIEstimator:
 
     # ------------------------------------------------------------------------ parameters
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _ESTIMATOR_PARAMS}
+        return {name: getattr(self, name) for name in ESTIMATOR_PARAMS}
 
     def set_params(self, **params: Any) -> ClassifierMIEstimator:
         for name, value in params.items():
-            if name not in _ESTIMATOR_PARAMS:
-                raise ValueError(f"unknown parameter {name!r}; expected one of {_ESTIMATOR_PARAMS}")
+            if name not in ESTIMATOR_PARAMS:
+                raise ValueError(f"unknown parameter {name!r}; expected one of {ESTIMATOR_PARAMS}")
             setattr(self, name, value)
         return self
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in _ESTIMATOR_PARAMS)
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in ESTIMATOR_PARAMS)
         return f"ClassifierMIEstimator({args})"
 
     def _check_params(self) -> None:
-        if self.softmax not in _SOFTMAX_KINDS:
-            raise ValueError(f"softmax must be one of {_SOFTMAX_KINDS}; got {self.softmax!r}")
-        if self.cv is not None and (not isinstance(self.cv, int) or self.cv < 2):
-            raise ValueError(f"cv must be None or an integer >= 2; got {self.cv!r}")
-        for name in ("n_ensemble", "batch_size", "max_epochs", "patience"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if not isinstance(self.select_features, bool):
-            raise TypeError(f"select_features must be True or False; got {self.select_features!r}")
-        if self.bias_correction not in _BIAS_CORRECTIONS:
-            raise ValueError(
-                f"bias_correction must be one of {_BIAS_CORRECTIONS}; got {self.bias_correction!r}"
-            )
-        if self.lr_schedule not in ("constant", "onecycle"):
-            raise ValueError(
-                f"lr_schedule must be 'constant' or 'onecycle'; got {self.lr_schedule!r}"
-            )
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction!r}")
-        if not self.lr > 0 or not self.weight_decay >= 0:
-            raise ValueError(
-                f"lr must be > 0 and weight_decay >= 0; got {self.lr!r}, {self.weight_decay!r}"
-            )
-        _check_hidden(self.hidden)
-        rs = self.random_state
-        if rs is not None and (isinstance(rs, bool) or not isinstance(rs, numbers.Integral)):
-            raise TypeError(f"random_state must be an integer seed or None; got {rs!r}")
-        if rs is not None and not -(2**63) <= rs < 2**63 - 1:
-            raise ValueError(f"random_state must be in [-2**63, 2**63 - 1); got {rs!r}")
-        self._device()
+        check_params(self)
 
     # ------------------------------------------------------------------------- inputs
     def _device(self) -> torch.device:
         return torch.device("cpu") if self.device is None else check_device(self.device)
 
-    def _check_xy(self, X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        x = _as_features(X, device=self._device())
+    def _check_xy(self, X: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+        x = as_features(X, device=self._device())
         labels = check_integer_labels(as_tensor(y, "y"), "y")
         if labels.dim() != 1:
             raise ValueError(f"y must be 1-D (N,); got shape {tuple(labels.shape)}")
@@ -339,19 +182,19 @@ class ClassifierMIEstimator:
         return idx
 
     # ------------------------------------------------------------------------- fitting
-    def fit(self, X: Any, y: Any) -> ClassifierMIEstimator:
+    def fit(self, X: ArrayLike, y: ArrayLike) -> ClassifierMIEstimator:
         """Train ``n_ensemble`` classifiers on ``(X, y)`` (each with its own validation split)."""
         with self._naming_rare_classes(cross_fit=False, test_fraction=None):
             return self._fit(X, y)
 
-    def _fit(self, X: Any, y: Any) -> ClassifierMIEstimator:
+    def _fit(self, X: ArrayLike, y: ArrayLike) -> ClassifierMIEstimator:
         self._check_params()
         x, labels = self._check_xy(X, y)
         t = self._setup(x, labels)
         gen = torch.Generator().manual_seed(self.seed_)
         all_idx = torch.arange(t.shape[0])
         splits = [
-            _stratified_split(t, all_idx, self.val_fraction, gen, "validation")
+            stratified_split(t, all_idx, self.val_fraction, gen, "validation")
             for _ in range(self.n_ensemble)
         ]
         self._train(x, t, splits)
@@ -364,27 +207,16 @@ class ClassifierMIEstimator:
         label and the class size these settings need (the same advice for API and CLI)."""
         try:
             yield
-        except _TooFewInSplit as exc:
+        except TooFewInSplit as exc:
             label = self.classes_[exc.index].item()
-            folds = self.cv if cross_fit else None
-            sizes = {"test_fraction": test_fraction, "val_fraction": self.val_fraction,
-                     "halves": self.bias_correction is not None}  # fmt: skip
-            need = _min_class_size(folds, **sizes)
-            where = f"a cross-fitting fold (cv={folds})" if exc.where == "fold" else exc.where
-            msg = (
-                f"y: class {label} has {exc.count} sample(s) in {where}; every split needs at "
-                "least 2 samples of every class"
+            msg = too_few_message(
+                exc,
+                label,
+                self.cv if cross_fit else None,
+                test_fraction=test_fraction,
+                val_fraction=self.val_fraction,
+                halves=self.bias_correction is not None,
             )
-            if need > exc.total:
-                msg += (
-                    f", so with these settings a class needs {need}; class {label} has {exc.total}"
-                )
-            msg += ": give more samples of it, or leave it out"
-            if folds:  # more folds: more training data per member, but smaller folds
-                works = [k for k in range(2, 21) if _min_class_size(k, **sizes) <= exc.total]
-                if works:
-                    k = min(works, key=lambda k: (abs(k - folds), k))
-                    msg += f", or use cv={k} (the nearest number of folds that works)"
             raise ValueError(msg) from None
 
     def _setup(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -418,7 +250,8 @@ class ClassifierMIEstimator:
 
         if self.select_features:
             n_train = min(int(tr.numel()) for tr, _ in splits)
-            result, priors = self._select_features(fit, xs.shape[1], len(splits), n_train)
+            (result, priors), chosen = select_features(fit, xs.shape[1], len(splits), n_train)
+            self.n_features_selected_, self.feature_mask_, self.selection_val_loss_ = chosen
         else:
             result, priors = fit()
             self.feature_mask_ = None
@@ -438,7 +271,7 @@ class ClassifierMIEstimator:
             # on Table 2 it removed almost nothing, the shortfall there shrinks with steps.)
             gen = torch.Generator().manual_seed(self.seed_ + 1)
             halves = [
-                (_stratified_split(t, tr, 0.5, gen, "learning-curve half")[1], va)
+                (stratified_split(t, tr, 0.5, gen, "learning-curve half")[1], va)
                 for tr, va in splits
             ]
             half, half_priors = self._fit_members(xs, td, halves, self.feature_mask_)
@@ -483,8 +316,6 @@ class ClassifierMIEstimator:
         **over: Any,
     ) -> tuple[Any, torch.Tensor]:
         """One stacked fit, a member per (train, validation) split; also the members' priors."""
-        from infocam._fit import fit_stacked
-
         m = self.n_classes_
         priors = torch.stack(
             [torch.bincount(td[tr.to(td.device)].cpu(), minlength=m).double() / tr.numel()
@@ -516,47 +347,9 @@ class ClassifierMIEstimator:
         priors: torch.Tensor,
     ) -> torch.Tensor:
         """Per-member post-hoc temperature on its validation split (ones unless asked for)."""
-        from infocam._fit import fit_temperature
-
-        temps = torch.ones(len(splits), dtype=torch.float64)
-        if self.temperature:
-            offsets = self._offsets(priors)
-            with torch.no_grad():
-                for j, (_, va) in enumerate(splits):
-                    v = va.to(xs.device)
-                    logits = model(xs[v].expand(len(splits), -1, -1))[j]
-                    temps[j] = fit_temperature(logits, td[v], offsets[j].to(xs.device))
-        return temps
-
-    def _select_features(self, fit: Any, d: int, k: int, n_train: int) -> Any:
-        """Screen, rank and keep the top features per member; the count is chosen on validation.
-
-        A screening fit (one hidden layer of 100, weight decay 0.3, 10 one-cycle epochs at
-        lr 1e-2) ranks each member's inputs by the norm of their first-layer weights (learnt
-        from that member's training split only). Then, for each count c in 1, 2, 3, 5, 10,
-        20, 50, ... and D, every member trains on its own top c features; the c with the
-        lowest mean validation cross-entropy wins. The test samples are never looked at.
-        """
-        # Batches of up to 1024 but at least ~20 steps an epoch (small data would get 10 steps).
-        screen, _ = fit(
-            hidden=(100,), weight_decay=0.3, lr=1e-2, schedule="onecycle",
-            max_epochs=10, patience=10, batch_size=max(32, min(1024, n_train // 20)),
-        )  # fmt: skip
-        norms = screen.model.weights[0].detach().norm(dim=2)  # (K, D)
-        order = norms.argsort(dim=1, descending=True)
-        grid = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-        counts = sorted({c for c in grid if c < d} | {d})
-        best, self.selection_val_loss_ = None, {}
-        for c in counts:
-            mask = torch.zeros(k, d, device=norms.device)
-            mask.scatter_(1, order[:, :c], 1.0)
-            result = fit(mask if c < d else None)
-            loss = sum(result[0].best_val_loss) / k
-            self.selection_val_loss_[c] = loss
-            if best is None or loss < best[0]:
-                best = (loss, c, mask if c < d else None, result)
-        _, self.n_features_selected_, self.feature_mask_, result = best
-        return result
+        if not self.temperature:
+            return torch.ones(len(splits), dtype=torch.float64)
+        return member_temperatures(model, xs, td, [va for _, va in splits], self._offsets(priors))
 
     def _standardise(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean_) / self.scale_).float()
@@ -612,22 +405,22 @@ class ClassifierMIEstimator:
         r = float(self.size_ratios_[members.cpu()].mean())
         return plain + (plain - half) / (r - 1.0), plain, lq, log_p
 
-    def predict_log_proba(self, X: Any) -> torch.Tensor:
+    def predict_log_proba(self, X: ArrayLike) -> torch.Tensor:
         """``log q(y|x)`` (N, M) under the training prior: the ensemble's mean posterior."""
         self._check_fitted()
-        x = _as_features(X, device=self._device(), n_features=self.n_features_in_)
+        x = as_features(X, device=self._device(), n_features=self.n_features_in_)
         return self._ensemble_log_q(x, torch.arange(len(self.models_)))
 
-    def predict_proba(self, X: Any) -> torch.Tensor:
+    def predict_proba(self, X: ArrayLike) -> torch.Tensor:
         """``q(y|x)`` (N, M), columns in the order of ``classes_``."""
         return self.predict_log_proba(X).exp()
 
-    def predict(self, X: Any) -> torch.Tensor:
+    def predict(self, X: ArrayLike) -> torch.Tensor:
         """The most probable class label under the training prior."""
         lq = self.predict_log_proba(X)
         return self.classes_.to(lq.device)[lq.argmax(1)]
 
-    def pointwise_mi(self, X: Any, y: Any, *, corrected: bool = True) -> torch.Tensor:
+    def pointwise_mi(self, X: ArrayLike, y: ArrayLike, *, corrected: bool = True) -> torch.Tensor:
         """``log q(y|x) - log p(y)`` per sample (N,), nats; pass held-out samples.
 
         With a fitted ``bias_correction`` (and ``corrected=True``) the learning-curve
@@ -642,15 +435,17 @@ class ClassifierMIEstimator:
         t = self._encode(labels).to(x.device)
         return self._pmi(x, t, torch.arange(len(self.models_)), corrected)[0]
 
-    def estimate(self, X: Any, y: Any, unit: str = "nat", *, corrected: bool = True) -> MIEstimate:
+    def estimate(
+        self, X: ArrayLike, y: ArrayLike, unit: Unit = "nat", *, corrected: bool = True
+    ) -> MIEstimate:
         """``I(X; Y)`` estimate on held-out ``(X, y)``: mean point-wise MI ± standard error
         (bias-corrected if the estimator was fitted with a ``bias_correction`` and
         ``corrected``; the plain held-out value, a lower bound in expectation, otherwise)."""
         check_unit(unit)
-        return _estimate_from_pmi(self.pointwise_mi(X, y, corrected=corrected), unit)
+        return estimate_from_pmi(self.pointwise_mi(X, y, corrected=corrected), unit, _HELD_OUT)
 
     def fit_estimate(
-        self, X: Any, y: Any, test_fraction: float = 0.2, unit: str = "nat"
+        self, X: ArrayLike, y: ArrayLike, test_fraction: float = 0.2, unit: Unit = "nat"
     ) -> MIEstimate:
         """Fit and estimate on data the models did not see.
 
@@ -663,7 +458,9 @@ class ClassifierMIEstimator:
         with self._naming_rare_classes(self.cv is not None, None if self.cv else test_fraction):
             return self._fit_estimate(X, y, test_fraction, unit)
 
-    def _fit_estimate(self, X: Any, y: Any, test_fraction: float, unit: str) -> MIEstimate:
+    def _fit_estimate(
+        self, X: ArrayLike, y: ArrayLike, test_fraction: float, unit: Unit
+    ) -> MIEstimate:
         self._check_params()
         check_unit(unit)
         x, labels = self._check_xy(X, y)
@@ -673,17 +470,17 @@ class ClassifierMIEstimator:
         if self.cv is None:
             if not 0.0 < test_fraction < 1.0:
                 raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
-            rest, test = _stratified_split(t, all_idx, test_fraction, gen, "test")
+            rest, test = stratified_split(t, all_idx, test_fraction, gen, "test")
             folds = [test]
         else:
-            folds = _stratified_folds(t, self.cv, gen)
+            folds = stratified_folds(t, self.cv, gen)
         splits, member_folds = [], []
         for f, test in enumerate(folds):
             keep = torch.ones(t.shape[0], dtype=torch.bool)
             keep[test] = False
             rest = all_idx[keep]
             for _ in range(self.n_ensemble):
-                splits.append(_stratified_split(t, rest, self.val_fraction, gen, "validation"))
+                splits.append(stratified_split(t, rest, self.val_fraction, gen, "validation"))
                 member_folds.append(f)
         self._train(x, t, splits)
         self.member_folds_ = torch.tensor(member_folds)
@@ -707,8 +504,8 @@ class ClassifierMIEstimator:
         self.pointwise_ = pmi[scored]
         td = t.to(x.device)[scored]
         self.accuracy_ = float((self.heldout_log_proba_.argmax(1) == td).double().mean())
-        self.lower_bound_ = _estimate_from_pmi(plain[scored], unit)
-        estimate = _estimate_from_pmi(self.pointwise_, unit)
+        self.lower_bound_ = estimate_from_pmi(plain[scored], unit, _HELD_OUT)
+        estimate = estimate_from_pmi(self.pointwise_, unit, _HELD_OUT)
         if self.bias_correction is not None and len(folds) > 1:
             # The correction adds the twins' training noise, which the per-sample spread does
             # not see: take the random-effects (DerSimonian-Laird) standard error over folds,
@@ -721,148 +518,3 @@ class ClassifierMIEstimator:
             estimate = MIEstimate(estimate.value, max(estimate.stderr, between), n, unit)
         self.estimate_ = estimate
         return self.estimate_
-
-
-_ESTIMATOR_PARAMS = (
-    "softmax",
-    "hidden",
-    "cv",
-    "n_ensemble",
-    "temperature",
-    "lr",
-    "weight_decay",
-    "batch_size",
-    "max_epochs",
-    "patience",
-    "lr_schedule",
-    "select_features",
-    "bias_correction",
-    "val_fraction",
-    "device",
-    "random_state",
-    "progress",
-)
-
-
-def _estimate_from_pmi(pmi: torch.Tensor, unit: str) -> MIEstimate:
-    pmi = pmi.to(torch.float64)
-    count = pmi.shape[0]
-    if count < 2:
-        raise ValueError(f"need at least 2 held-out samples for a standard error; got {count}")
-    value = float(pmi.mean())
-    stderr = float(pmi.std(unbiased=True)) / math.sqrt(count)
-    return MIEstimate(value, stderr, count, "nat").to(unit)
-
-
-def _as_features(X: Any, *, device: torch.device, n_features: int | None = None) -> torch.Tensor:
-    x = as_tensor(X, "X")
-    if not torch.is_floating_point(x):
-        if x.dtype == torch.bool or torch.is_complex(x):
-            raise TypeError(f"X must hold real numbers; got dtype {x.dtype}")
-        x = x.double()
-    if x.dim() == 1:
-        x = x[:, None]
-    if x.dim() != 2:
-        raise ValueError(f"X must be 2-D (N, D) or 1-D (N,); got shape {tuple(x.shape)}")
-    if x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(
-            f"X must hold at least 1 sample and 1 feature (N, D >= 1); got shape {tuple(x.shape)}"
-        )
-    if n_features is not None and x.shape[1] != n_features:
-        raise ValueError(f"X must have {n_features} features as in fit; got {x.shape[1]}")
-    check_finite(x, "X")
-    return x.to(device=device, dtype=torch.float64)
-
-
-def _check_hidden(hidden: Any) -> None:
-    """``hidden``: a sequence of layer widths, each an integer >= 1 (``()``: a linear model)."""
-    expected = "a sequence of integer layer widths >= 1, e.g. (100, 100), or () for a linear model"
-    if isinstance(hidden, str | bytes) or not isinstance(hidden, Sequence):
-        raise TypeError(f"hidden must be {expected}; got {hidden!r}")
-    for w in hidden:
-        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1:
-            raise ValueError(f"hidden must be {expected}; got {tuple(hidden)!r}")
-
-
-class _TooFewInSplit(ValueError):
-    """A class with fewer than 2 samples in a split; the estimator names the user's label."""
-
-    def __init__(self, index: int, count: int, total: int, where: str) -> None:
-        self.index, self.count, self.total, self.where = index, count, total, where
-        super().__init__(f"y: class index {index} has {count} sample(s) in {where}")
-
-
-def _split_counts_error(t: torch.Tensor, where: str, counts: torch.Tensor) -> None:
-    bad = torch.nonzero(counts < 2).flatten()
-    if bad.numel():
-        c = int(bad[0])
-        raise _TooFewInSplit(c, int(counts[c]), int((t == c).sum()), where)
-
-
-def _min_class_size(
-    folds: int | None, *, test_fraction: float | None, val_fraction: float, halves: bool
-) -> int:
-    """The fewest samples a class needs for every split to hold 2 of it (the splits below are
-    stratified, so a class's share of each depends on its own size only)."""
-
-    def ok(n: int) -> bool:
-        if folds:  # round-robin: fold f gets the ranks f, f + K, ...
-            tests = [len(range(f, n, folds)) for f in range(folds)]
-        else:
-            tests = [round(n * test_fraction) if test_fraction is not None else 0]
-        for held in tests:
-            if (folds or test_fraction is not None) and (held < 2 or n - held < 2):
-                return False
-            val = round((n - held) * val_fraction)
-            train = n - held - val
-            if (
-                val < 2
-                or train < 2
-                or (halves and min(round(train * 0.5), train - round(train * 0.5)) < 2)
-            ):
-                return False
-        return True
-
-    n = 2
-    while n < 10**7 and not all(ok(n + i) for i in range(2 * (folds or 1) + 4)):
-        n += 1
-    return n
-
-
-def _rank_within_class(labels: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rank of each sample among the samples of its class, in the given order (vectorised),
-    and the class counts."""
-    sort = torch.sort(labels, stable=True)
-    counts = torch.bincount(labels, minlength=m)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.empty_like(labels)
-    rank[sort.indices] = torch.arange(labels.numel()) - starts[sort.values]
-    return rank, counts
-
-
-def _stratified_split(
-    t: torch.Tensor, idx: torch.Tensor, fraction: float, gen: torch.Generator, name: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split ``idx`` into (rest, held) with ``round(fraction * n_c)`` of each class held."""
-    m = int(t.max()) + 1
-    order = idx[torch.randperm(idx.numel(), generator=gen)]
-    labels = t[order]
-    rank, counts = _rank_within_class(labels, m)
-    n_held = torch.round(counts.double() * fraction).long()
-    held_mask = rank < n_held[labels]
-    held, rest = order[held_mask], order[~held_mask]
-    _split_counts_error(t, f"the {name} split", torch.bincount(t[held], minlength=m))
-    _split_counts_error(t, "the training split", torch.bincount(t[rest], minlength=m))
-    return rest, held
-
-
-def _stratified_folds(t: torch.Tensor, k: int, gen: torch.Generator) -> list[torch.Tensor]:
-    """K stratified folds: within each class, shuffled samples are dealt round-robin."""
-    m = int(t.max()) + 1
-    order = torch.randperm(t.numel(), generator=gen)
-    rank, _ = _rank_within_class(t[order], m)
-    fold = rank % k
-    folds = [order[fold == f] for f in range(k)]
-    for f in folds:
-        _split_counts_error(t, "fold", torch.bincount(t[f], minlength=m))
-    return folds
