@@ -205,7 +205,7 @@ def _all_reduce_worker(rank: int, store: str, out: str) -> None:
 
     import torch.distributed as dist
 
-    from infocam.localization import LocalizationEvaluator
+    from infocam.localization import LocalizationEvaluator, sum_over_processes
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     results = []
@@ -223,6 +223,13 @@ def _all_reduce_worker(rank: int, store: str, out: str) -> None:
                 results.append(ev.counts.tolist())
             except ValueError as exc:
                 results.append(str(exc))
+        # Many evaluators of both kinds in one collective: each counter summed in place.
+        mba, loc = MaxBoxAccEvaluator(cam_curve_interval=0.5), LocalizationEvaluator()
+        mba.counts += rank + 1
+        mba.n += 10 * (rank + 1)
+        loc.counts += torch.arange(5) * (rank + 1)
+        sum_over_processes([mba, loc])
+        results.append([mba.counts.tolist(), int(mba.n), str(mba.n.dtype), loc.counts.tolist()])
     finally:
         dist.destroy_process_group()
     Path(out, f"{rank}.json").write_text(json.dumps(results))
@@ -249,6 +256,7 @@ def test_all_reduce_refuses_different_settings_on_other_processes(tmp_path):
             "threshold 0.2 on rank 0 vs 0.3 on rank 1"
         )
         assert res[3] == [3] * 5  # 1 + 2 on every counter
+        assert res[4] == [[[3, 3]] * 3, 30, "torch.int64", [0, 3, 6, 9, 12]]
 
 
 def test_all_reduce_in_a_one_process_group(tmp_path):

@@ -39,8 +39,8 @@ from infocam.cam import METHODS, REGION_PADDINGS, CAMExtractor, class_activation
 from infocam.localization import (
     LocalizationEvaluator,
     MaxBoxAccEvaluator,
-    _all_reduce,
     normalize_maps,
+    sum_over_processes,
     upsample_maps,
 )
 from infocam.training.distributed import rank_and_world
@@ -130,27 +130,6 @@ def _shard(data: Dataset) -> Dataset:
         return data
     n = len(data)  # type: ignore[arg-type]
     return Subset(data, range(rank * n // world, (rank + 1) * n // world))
-
-
-def _sum_over_processes(evaluators: Sequence[Any]) -> None:
-    """Sum every evaluator's counters over the processes, in one collective (in place)."""
-    if rank_and_world()[1] == 1:
-        return
-    parts = [t for ev in evaluators for t in _counters(ev)]
-    (flat,) = _all_reduce([torch.cat([t.reshape(-1) for t in parts])])
-    start = 0
-    for ev in evaluators:
-        summed = []
-        for t in _counters(ev):
-            summed.append(flat[start : start + t.numel()].reshape(t.shape).to(t.dtype))
-            start += t.numel()
-        ev.counts = summed[0]
-        if len(summed) > 1:
-            ev.n = summed[1].reshape(())
-
-
-def _counters(ev: Any) -> list[torch.Tensor]:
-    return [ev.counts, ev.n] if isinstance(ev, MaxBoxAccEvaluator) else [ev.counts]
 
 
 def _batches(
@@ -245,7 +224,7 @@ def localization_grid(
                 maps = _maps(feats, weight, labels, logits, m, r, images.shape[-2:], region_padding)
                 for t in thresholds:
                     evs[m, r, t].update(maps, gts, labels, logits)
-    _sum_over_processes(list(evs.values()))
+    sum_over_processes(list(evs.values()))
     if int(next(iter(evs.values())).counts[0]) == 0:  # counts[0]: images seen, all processes
         raise ValueError("data is empty: nothing to evaluate")
     return {
@@ -338,7 +317,7 @@ def evaluate_localization(
             examples["labels"].extend(labels[:room].cpu().tolist())
             examples["pred"].extend(logits[:room].argmax(1).cpu().tolist())
             examples["gt"].extend(g.cpu().tolist() for g in gts[:room])
-    _sum_over_processes([*loc.values(), *mba.values()])
+    sum_over_processes([*loc.values(), *mba.values()])
     scores = {}
     for m in settings:
         if int(loc[m].counts[0]) == 0:
