@@ -14,7 +14,6 @@ from scipy import stats
 
 from data_fixtures import write_mnist_fixture
 from infocam.data import imbalanced_subset, load_mnist, stratified_split
-from infocam.experiments import pc_softmax_mnist
 from infocam.experiments.pc_softmax import (
     accuracy_report,
     class_weights,
@@ -22,6 +21,7 @@ from infocam.experiments.pc_softmax import (
     mann_whitney,
     summarize,
 )
+from infocam.experiments.pc_softmax import mnist as pc_softmax_mnist
 from infocam.softmax import class_prior, pc_softmax_cross_entropy, predict
 from infocam.training import TrainConfig, fit, load_checkpoint
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 
 def _add_pc_softmax(sub: argparse._SubParsersAction) -> None:
+    from infocam.experiments.pc_softmax import DATASETS
     from infocam.training import add_training_arguments
 
     p = sub.add_parser(
@@ -20,7 +20,7 @@ def _add_pc_softmax(sub: argparse._SubParsersAction) -> None:
         "Defaults: mnist: mnist_cnn, Adam lr 1e-3, batch 64, 4 epochs, 1 thread; "
         "cub: Inception-V3, SGD lr 0.01 (x0.1 every 10 epochs), batch 64, 30 epochs.",
     )
-    p.add_argument("--dataset", choices=("mnist", "cub"), default="mnist")
+    p.add_argument("--dataset", choices=DATASETS, default="mnist")
     p.add_argument("--data-root", type=Path, default=None, help="dataset folder (cub: required)")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds: --seed .. --seed+N-1")
     p.add_argument(
@@ -55,11 +55,9 @@ def _run_pc_softmax(args: argparse.Namespace) -> int:
 
     from infocam.experiments import pc_softmax
     from infocam.training import config_from_args
+    from infocam.training.distributed import is_main_process
 
-    if args.dataset == "mnist":
-        from infocam.experiments.pc_softmax_mnist import DEFAULTS
-    else:
-        from infocam.experiments.pc_softmax_cub import DEFAULTS
+    defaults = pc_softmax.dataset_module(args.dataset).DEFAULTS
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1; got {args.seeds}")
     if args.resume not in (False, True):
@@ -69,6 +67,8 @@ def _run_pc_softmax(args: argparse.Namespace) -> int:
         )
     if args.dataset == "mnist" and args.weights is not None:
         raise ValueError("--weights applies to --dataset cub only")
+    if args.dataset == "cub" and args.data_root is None:
+        raise ValueError("--dataset cub needs --data-root (the CUB_200_2011 folder)")
     weights = args.weights or "IMAGENET1K_V1"
     threads = args.threads if args.threads is not None else (1 if args.dataset == "mnist" else None)
     if threads is not None:
@@ -76,8 +76,8 @@ def _run_pc_softmax(args: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be >= 1; got {threads}")
         torch.set_num_threads(threads)
     out = args.out if args.out is not None else Path("results") / f"pc-softmax-{args.dataset}"
-    defaults = {k: v for k, v in DEFAULTS.items() if getattr(args, k, None) is None}
-    config = config_from_args(args, **defaults, out=out)
+    unset = {k: v for k, v in defaults.items() if getattr(args, k, None) is None}
+    config = config_from_args(args, **unset, out=out)
     results = pc_softmax.reproduce(
         args.dataset,
         config=config,
@@ -91,7 +91,7 @@ def _run_pc_softmax(args: argparse.Namespace) -> int:
         keep_checkpoints=args.keep_checkpoints,
         quiet=args.quiet,
     )
-    if os.environ.get("RANK", "0") != "0":
+    if not is_main_process():
         return 0  # under torchrun, rank 0 reports
     print(pc_softmax.render_table(results))
     print(f"wrote {out / 'results.json'}, {out / 'table.md'}, {out / 'per_class_accuracy.png'}")

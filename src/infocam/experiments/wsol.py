@@ -49,7 +49,7 @@ from infocam.training import (
     seed_everything,
 )
 from infocam.training.checkpoint import atomic_write, write_json
-from infocam.training.distributed import rank_and_world
+from infocam.training.distributed import is_main_process
 
 __all__ = [
     "DATASETS",
@@ -410,11 +410,6 @@ def load_trained(folder: str | Path, checkpoint: str = "best") -> tuple[WSOLRun,
     return run, model.eval()
 
 
-def _is_main() -> bool:
-    """Rank 0 of the process group (``torchrun`` initialises it in training), or no group."""
-    return rank_and_world()[0] == 0
-
-
 def _write_text(path: Path, text: str) -> None:
     data = text.encode("utf-8")
     atomic_write(path, lambda f: f.write(data))
@@ -461,7 +456,7 @@ def evaluate_run(
     )
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["n_val"], result["n_test"] = len(data.val), len(data.test)
-    if out is not None and _is_main():  # under torchrun, rank 0 writes
+    if out is not None and is_main_process():  # under torchrun, rank 0 writes
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_json(_json_ready(result), out / "results.json")
@@ -687,7 +682,7 @@ def reproduce_wsol(
                     **_json_ready(result),
                 }
             )
-            if len(rows) == 1 and _is_main():
+            if len(rows) == 1 and is_main_process():
                 save_figure(
                     result["examples"], out / "figure.png", f"{dataset}: {name}", data.classes
                 )
@@ -713,7 +708,7 @@ def reproduce_wsol(
         "seconds": round(time.perf_counter() - t_start, 1),
     }
     table = format_table(rows, dataset)
-    if not _is_main():  # under torchrun all processes hold the same scores; rank 0 writes
+    if not is_main_process():  # under torchrun all processes hold the same scores; rank 0 writes
         return summary
     write_json(summary, out / "results.json")
     _write_text(out / "table.md", table + "\n")

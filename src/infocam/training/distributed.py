@@ -18,7 +18,14 @@ import torch.distributed as dist
 
 from infocam._validation import check_device
 
-__all__ = ["DistContext", "all_reduce_sum", "gather_rows", "rank_and_world", "setup_distributed"]
+__all__ = [
+    "DistContext",
+    "all_reduce_sum",
+    "gather_rows",
+    "is_main_process",
+    "rank_and_world",
+    "setup_distributed",
+]
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,17 @@ def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def is_main_process() -> bool:
+    """Rank 0: the process that prints and writes files (and the only one outside ``torchrun``).
+
+    The rank of the initialised process group; before one is initialised, ``RANK`` of the
+    ``torchrun`` environment.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return _env_int("RANK", 0) == 0
 
 
 def _env_int(name: str, default: int) -> int:
@@ -159,17 +177,3 @@ def gather_objects(obj: object, ctx: DistContext) -> list[object]:
     out: list[object] = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(obj: object, ctx: DistContext) -> object:
-    """Rank 0's ``obj`` on every process."""
-    if not ctx.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def barrier(ctx: DistContext) -> None:
-    if ctx.distributed:
-        dist.barrier()

@@ -30,7 +30,8 @@ from typing import Any
 
 from infocam.data import CUB200
 from infocam.data.transforms import wsol_transform
-from infocam.experiments.pc_softmax import Setting, run_table3
+from infocam.experiments.pc_softmax.protocol import Setting
+from infocam.experiments.pc_softmax.run import run_table3
 from infocam.models import inception_loss, inception_v3
 from infocam.models.weights import WeightsLike
 from infocam.training import TrainConfig

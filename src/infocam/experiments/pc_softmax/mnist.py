@@ -12,7 +12,7 @@ training set (same class proportions). Every model is tested on the official 10,
 test set. Network: :func:`infocam.models.mnist_cnn`; inputs scaled to [0, 1] and normalised
 with MNIST's mean 0.1307 and std 0.3081.
 
-    from infocam.experiments.pc_softmax_mnist import run
+    from infocam.experiments.pc_softmax.mnist import run
     results = run(seeds=range(5), out="results/pc-softmax-mnist")
 """
 
@@ -26,7 +26,8 @@ import torch
 
 from infocam.data import balanced_subset, imbalanced_subset, load_mnist, stratified_split
 from infocam.errors import DatasetNotFoundError
-from infocam.experiments.pc_softmax import Setting, run_table3
+from infocam.experiments.pc_softmax.protocol import Setting
+from infocam.experiments.pc_softmax.run import run_table3
 from infocam.models import mnist_cnn
 from infocam.training import TrainConfig
 
