@@ -98,9 +98,9 @@ def test_every_image_is_checked_before_the_model_loads(files, tmp_path, capsys, 
 
 
 def test_each_image_is_reported_as_soon_as_it_is_done(files, tmp_path, capsys, monkeypatch):
-    import infocam.viz
+    import infocam.experiments.localize as localize
 
-    read = infocam.viz.read_image
+    read = localize.read_image
 
     def fail_on_second(path, size):
         if "second" in str(path):
@@ -109,7 +109,7 @@ def test_each_image_is_reported_as_soon_as_it_is_done(files, tmp_path, capsys, m
 
     second = tmp_path / "second.png"
     second.write_bytes((files / "cat.png").read_bytes())
-    monkeypatch.setattr(infocam.viz, "read_image", fail_on_second)
+    monkeypatch.setattr(localize, "read_image", fail_on_second)
     out = tmp_path / "out"
     assert main([*_base(files, out), str(files / "cat.png"), str(second)]) == 2
     captured = capsys.readouterr()
@@ -139,7 +139,7 @@ def test_device_and_sizes_are_checked_naming_the_flag(files, tmp_path, capsys):
 
 
 def test_localize_images_checks_arguments_before_any_work(files, tmp_path):
-    from infocam.viz import check_image_files, localize_images
+    from infocam.experiments.localize import check_image_files, localize_images
 
     model = load_classifier("shufflenet_v2_x0_5", str(files / "w.pt"))
     cat = files / "cat.png"

@@ -117,7 +117,7 @@ def test_mi_npz_needs_feature_names_when_ambiguous(tmp_path, capsys):
     path = tmp_path / "d.npz"
     np.savez(path, a=np.zeros(4), b=np.zeros(4), y=np.arange(4))
     assert main(["mi", str(path), "--label", "y"]) == 2
-    assert "--features" in capsys.readouterr().err
+    assert "name the feature array(s) (features)" in capsys.readouterr().err
 
 
 def test_reproduce_mi_tiny(tmp_path, capsys):
@@ -242,8 +242,8 @@ def test_mi_npz_feature_rows_must_match_the_labels(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("features", "message"),
     [
-        ("a,label", "--features: 'label' is the label (--label)"),
-        ("a,a", "--features: ['a'] given more than once"),
+        ("a,label", "features: 'label' is the label; it cannot also be a feature"),
+        ("a,a", "features: ['a'] given more than once"),
     ],
 )
 def test_mi_features_must_not_repeat_or_hold_the_label(

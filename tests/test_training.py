@@ -255,7 +255,7 @@ def test_corrupt_image_stops_naming_the_file_or_is_skipped_and_counted(tmp_path)
     with pytest.raises(CorruptImageError) as info:
         fit(_model(), F.cross_entropy, data, None, _cfg(epochs=1))
     assert str(info.value.path) in ("/data/img_3.jpg", "/data/img_40.jpg")
-    assert "--skip-corrupt" in str(info.value)
+    assert "skip_corrupt=True" in str(info.value)
     result = fit(
         _model(), F.cross_entropy, data, None, _cfg(epochs=2, skip_corrupt=True, out=tmp_path)
     )
@@ -296,7 +296,9 @@ def test_out_of_memory_names_the_batch_size_to_lower():
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     x, y = _data(64)
-    with pytest.raises(TrainingOutOfMemoryError, match=r"batch size 32 per process.*--batch-size"):
+    with pytest.raises(
+        TrainingOutOfMemoryError, match=r"batch size 32 per process.*lower batch_size"
+    ):
         fit(Hungry(), F.cross_entropy, (x, y), None, _cfg(epochs=1))
 
 

@@ -206,7 +206,7 @@ def test_cluttered_data_and_model_shapes():
         build_wsol_model("small_gap_cnn", 10, weights="imagenet")
     with pytest.raises(ValueError, match="dataset"):
         load_wsol_data("imagenet")
-    with pytest.raises(ValueError, match="data-root"):
+    with pytest.raises(ValueError, match="needs data_root"):
         load_wsol_data("cub")
 
 

@@ -97,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args) or 0)
     except KeyboardInterrupt as exc:  # also TrainingInterrupted, whose message names the checkpoint
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "interrupted"
+        if getattr(exc, "checkpoint", None) is not None:  # TrainingInterrupted, saved
+            detail += " (here: rerun the command with --resume)"
         print(f"infocam: {detail}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (ValueError, TypeError) as exc:

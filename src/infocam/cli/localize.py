@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from infocam.cam import METHODS
 from infocam.cli._args import (
     _add_region_padding,
     _box_arg,
@@ -34,7 +35,7 @@ def _add_localize(sub: argparse._SubParsersAction) -> None:
         help="state-dict file, a torchvision weights name, or 'imagenet' (efficientnet_lite0)",
     )
     p.add_argument("--num-classes", type=_positive_int, help="default: from the weights file")
-    p.add_argument("--method", default="infocam+", choices=["cam", "infocam", "infocam+"])
+    p.add_argument("--method", default="infocam+", choices=METHODS)
     p.add_argument(
         "--region", type=_positive_int, default=1, help="side r of the region R (default 1)"
     )
@@ -67,8 +68,8 @@ def _imagenet_categories(model) -> list[str]:
 
 
 def _run_localize(args: argparse.Namespace) -> int:
+    from infocam.experiments.localize import check_image_files, iter_localize_images
     from infocam.models import load_classifier
-    from infocam.viz import check_image_files, iter_localize_images
 
     # Everything that can be checked is checked before the model loads.
     _check_device_arg(args.device)
@@ -98,7 +99,7 @@ def _run_localize(args: argparse.Namespace) -> int:
         )
         results.append(r)
     if args.summary:
-        from infocam.viz import summary_figure
+        from infocam.experiments.localize import summary_figure
 
         names = _imagenet_categories(model) if args.weights else ()
         print(f"summary -> {summary_figure(results, args.summary, class_names=names)}")

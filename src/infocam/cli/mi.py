@@ -6,6 +6,11 @@ import argparse
 import os
 
 from infocam.cli._args import _THREADS_HELP, _int_list, _set_threads
+from infocam.mi.estimate import SOFTMAX_KINDS
+from infocam.mi.estimator import BIAS_CORRECTIONS
+
+# "none" on the command line is bias_correction=None
+_BIAS_CHOICES = tuple("none" if b is None else b for b in BIAS_CORRECTIONS)
 
 
 def _add_mi(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +28,7 @@ def _add_mi(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated feature columns/arrays (default: all others)",
     )
-    p.add_argument("--softmax", choices=("pc", "softmax"), default="pc")
+    p.add_argument("--softmax", choices=SOFTMAX_KINDS, default="pc")
     p.add_argument("--cv", type=int, default=5, help="cross-fitting folds; 0 = one 20%% split")
     p.add_argument(
         "--hidden",
@@ -34,7 +39,7 @@ def _add_mi(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-epochs", type=int, default=200)
     p.add_argument(
         "--bias-correction",
-        choices=("none", "learning_curve"),
+        choices=_BIAS_CHOICES,
         default="none",
         help="learning_curve: extrapolate to infinite training data (no longer a lower "
         "bound; the plain value is printed too). Default none",
@@ -50,7 +55,7 @@ def _add_mi(sub: argparse._SubParsersAction) -> None:
 def _run_mi(args: argparse.Namespace) -> int:
     import json
 
-    from infocam._tabular import format_report, measure_file
+    from infocam.experiments.mi_file import format_report, measure_file
 
     _set_threads(args.threads)
     result = measure_file(
@@ -88,7 +93,7 @@ def _add_reproduce_mi(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-epochs", type=int, default=5, help="one-cycle epochs (default 5)")
     p.add_argument(
         "--bias-correction",
-        choices=("learning_curve", "none"),
+        choices=_BIAS_CHOICES,
         default="learning_curve",
         help="learning_curve (default): extrapolate the held-out estimate to infinite training "
         "data; none: the plain held-out estimate (a lower bound)",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def _add_pc_softmax(sub: argparse._SubParsersAction) -> None:
+    from infocam.cli._args import add_training_arguments
     from infocam.experiments.pc_softmax import DATASETS
-    from infocam.training import add_training_arguments
 
     p = sub.add_parser(
         "pc-softmax",
@@ -53,8 +53,8 @@ def _add_pc_softmax(sub: argparse._SubParsersAction) -> None:
 def _run_pc_softmax(args: argparse.Namespace) -> int:
     import torch
 
+    from infocam.cli._args import config_from_args
     from infocam.experiments import pc_softmax
-    from infocam.training import config_from_args
     from infocam.training.distributed import is_main_process
 
     defaults = pc_softmax.dataset_module(args.dataset).DEFAULTS

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import argparse
 
-from infocam.cli._args import _add_wsol_data_arguments, _add_wsol_eval_arguments, _check_device_arg
+from infocam.cli._args import (
+    _add_wsol_data_arguments,
+    _add_wsol_eval_arguments,
+    _check_device_arg,
+    _require_data_root,
+)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from infocam.training import add_training_arguments
+    from infocam.cli._args import add_training_arguments
 
     p = sub.add_parser(
         "train",
@@ -28,17 +33,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from infocam.cli._args import config_from_args
     from infocam.experiments.wsol import (
         WSOLRun,
         build_wsol_model,
         load_wsol_data,
         train_wsol,
     )
-    from infocam.training import config_from_args, seed_everything
+    from infocam.training import seed_everything
 
     if args.out is None:
         raise ValueError("--out is required (the run folder)")
     _check_device_arg(args.device)  # before the data loads and OUT/wsol.json is written
+    _require_data_root(args)
     data = load_wsol_data(
         args.dataset,
         args.data_root,
@@ -102,6 +109,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from infocam.experiments.wsol import evaluate_run, format_table, load_trained
+    from infocam.experiments.wsol_eval import WSOLEvalOptions
     from infocam.training import setup_distributed
 
     _check_device_arg(args.device)
@@ -110,11 +118,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "eval"
     # under torchrun each process scores a shard; the counts are summed over processes
     ctx = setup_distributed(args.device)
-    result = evaluate_run(
-        model,
-        data,
-        out,
-        label=run.arch + ("_adl" if run.adl else ""),
+    options = WSOLEvalOptions(
         regions=args.regions,
         thresholds=args.thresholds,
         region_padding=args.region_padding,
@@ -123,6 +127,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         quiet=args.quiet or not ctx.is_main,
     )
+    label = run.arch + ("_adl" if run.adl else "")
+    result = evaluate_run(model, data, out, options, label=label)
     if not ctx.is_main:
         return 0  # rank 0 reports
     row = {"model": run.arch, "adl": run.adl, **result}
@@ -174,6 +180,7 @@ def _run_reproduce_wsol(args: argparse.Namespace) -> int:
     from infocam.experiments.wsol import PROTOCOLS, reproduce_wsol
 
     _check_device_arg(args.device)
+    _require_data_root(args)
     archs = args.arch or PROTOCOLS[args.dataset]["archs"]
     weights: dict[str, str | None] = {}
     for item in args.weights:

@@ -25,6 +25,7 @@ first images.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_REGIONS",
     "DEFAULT_THRESHOLDS",
     "BoxSetting",
+    "WSOLEvalOptions",
     "evaluate_localization",
     "evaluate_wsol",
     "localization_grid",
@@ -115,6 +117,51 @@ def _check_grid(
     )
 
 
+@dataclass(frozen=True)
+class WSOLEvalOptions:
+    """How a WSOL evaluation runs: the settings every step of it takes, checked once.
+
+    ``methods`` to score; the grid of ``regions`` (r >= 1) and box ``thresholds`` (in
+    [0, 1)) the validation split chooses from; a hit is IoU >= ``iou_threshold``;
+    MaxBoxAccV2's ``cam_curve_interval``; ``region_padding`` places the region window (see
+    :func:`infocam.class_activation_maps`); and how to run: ``batch_size``, ``device``,
+    ``workers`` (DataLoader processes), ``quiet`` (no progress bar).
+
+    The functions below take one (``options``) and/or its fields as keyword arguments, which
+    override it: ``evaluate_wsol(model, val, test, regions=(1, 3))``.
+    """
+
+    methods: Sequence[str] = METHODS
+    regions: Sequence[int] = DEFAULT_REGIONS
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+    iou_threshold: float = 0.5
+    cam_curve_interval: float = 0.01
+    region_padding: str = "same"
+    batch_size: int = 64
+    device: str | torch.device = "cpu"
+    workers: int = 0
+    quiet: bool = True
+
+    def __post_init__(self) -> None:
+        regions, thresholds = _check_grid(self.regions, self.thresholds)
+        object.__setattr__(self, "methods", _check_methods(self.methods))
+        object.__setattr__(self, "regions", regions)
+        object.__setattr__(self, "thresholds", thresholds)
+        _check_padding(self.region_padding)
+        b = self.batch_size
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise ValueError(f"batch_size must be an integer >= 1; got {b!r}")
+
+    @classmethod
+    def of(cls, options: WSOLEvalOptions | None = None, **overrides: Any) -> WSOLEvalOptions:
+        """``options`` (default: the defaults) with ``overrides`` of its fields; an unknown
+        name raises ``TypeError`` naming it."""
+        base = options if options is not None else cls()
+        if not isinstance(base, cls):
+            raise TypeError(f"options must be a {cls.__name__}; got {type(base).__name__}")
+        return dataclasses.replace(base, **overrides) if overrides else base
+
+
 def _extractor(model: nn.Module) -> CAMExtractor:
     # Our GAP models name their trunk and head; other models are searched by CAMExtractor.
     features, fc = getattr(model, "features", None), getattr(model, "fc", None)
@@ -133,28 +180,20 @@ def _shard(data: Dataset) -> Dataset:
 
 
 def _batches(
-    model: nn.Module,
-    data: Dataset,
-    *,
-    batch_size: int,
-    device: torch.device,
-    workers: int,
-    quiet: bool,
-    desc: str,
+    model: nn.Module, data: Dataset, opts: WSOLEvalOptions, desc: str
 ) -> Iterator[tuple[torch.Tensor, ...]]:
-    """Per batch: images, labels, logits, gt boxes (on ``device``), CAM features, fc weight."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    """Per batch: images, labels, logits, gt boxes (on the device), CAM features, fc weight."""
+    device = torch.device(opts.device)
     extractor = _extractor(model)
     loader = DataLoader(
         _shard(data),
-        batch_size=batch_size,
+        batch_size=opts.batch_size,
         shuffle=False,
-        num_workers=workers,
+        num_workers=opts.workers,
         collate_fn=wsol_collate,
     )
     model.to(device)
-    for images, labels, boxes in tqdm(loader, desc=desc, disable=quiet, leave=False):
+    for images, labels, boxes in tqdm(loader, desc=desc, disable=opts.quiet, leave=False):
         images, labels = images.to(device), labels.to(device)
         res = extractor(images, target=labels, method="cam")
         gts = [b.to(device) for b in boxes]
@@ -181,47 +220,27 @@ def _maps(
 
 
 def localization_grid(
-    model: nn.Module,
-    data: Dataset,
-    *,
-    methods: Sequence[str] = METHODS,
-    regions: Sequence[int] = DEFAULT_REGIONS,
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    iou_threshold: float = 0.5,
-    region_padding: str = "same",
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    workers: int = 0,
-    quiet: bool = True,
+    model: nn.Module, data: Dataset, options: WSOLEvalOptions | None = None, **overrides: Any
 ) -> dict[str, torch.Tensor]:
     """GT-known Loc (%) of every ``(region, threshold)``: ``{method: (len(regions), len(T))}``.
 
     A hit is IoU >= ``iou_threshold`` between the box of the largest connected component of
     ``map > t`` (true class's map, upsampled to the image and min-max normalised) and any
-    ground-truth box of the image.
+    ground-truth box of the image. ``options`` / ``overrides``: see :class:`WSOLEvalOptions`.
     """
-    methods = _check_methods(methods)
-    regions, thresholds = _check_grid(regions, thresholds)
-    _check_padding(region_padding)
-    device = torch.device(device)
+    opts = WSOLEvalOptions.of(options, **overrides)
+    methods, regions, thresholds = opts.methods, opts.regions, opts.thresholds
     evs = {
-        (m, r, t): LocalizationEvaluator(t, iou_threshold)
+        (m, r, t): LocalizationEvaluator(t, opts.iou_threshold)
         for m in methods
         for r in regions
         for t in thresholds
     }
-    for images, labels, logits, gts, feats, weight in _batches(
-        model,
-        data,
-        batch_size=batch_size,
-        device=device,
-        workers=workers,
-        quiet=quiet,
-        desc="select (val)",
-    ):
+    for images, labels, logits, gts, feats, weight in _batches(model, data, opts, "select (val)"):
         for m in methods:
             for r in regions:
-                maps = _maps(feats, weight, labels, logits, m, r, images.shape[-2:], region_padding)
+                size = images.shape[-2:]
+                maps = _maps(feats, weight, labels, logits, m, r, size, opts.region_padding)
                 for t in thresholds:
                     evs[m, r, t].update(maps, gts, labels, logits)
     sum_over_processes(list(evs.values()))
@@ -261,15 +280,10 @@ def evaluate_localization(
     model: nn.Module,
     data: Dataset,
     settings: dict[str, BoxSetting],
+    options: WSOLEvalOptions | None = None,
     *,
-    iou_threshold: float = 0.5,
-    cam_curve_interval: float = 0.01,
-    region_padding: str = "same",
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    workers: int = 0,
-    quiet: bool = True,
     keep: int = 0,
+    **overrides: Any,
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """Scores of each method of ``settings`` on ``data`` (percentages).
 
@@ -277,14 +291,14 @@ def evaluate_localization(
     ``top1_cls``, ``top5_cls`` (at the method's region and threshold) and ``MaxBoxAccV2``,
     ``MaxBoxAcc@30/50/70`` (at its region); ``examples`` holds the first ``keep`` images with
     labels, predictions, ground-truth boxes and each method's map and box, for figures.
+    The methods are those of ``settings``; the other options: see :class:`WSOLEvalOptions`.
     """
     if not settings:
         raise ValueError("settings must name at least one method")
     _check_methods(list(settings))
-    _check_padding(region_padding)
-    device = torch.device(device)
-    loc = {m: LocalizationEvaluator(s.threshold, iou_threshold) for m, s in settings.items()}
-    mba = {m: MaxBoxAccEvaluator(cam_curve_interval=cam_curve_interval) for m in settings}
+    opts = WSOLEvalOptions.of(options, **overrides)
+    loc = {m: LocalizationEvaluator(s.threshold, opts.iou_threshold) for m, s in settings.items()}
+    mba = {m: MaxBoxAccEvaluator(cam_curve_interval=opts.cam_curve_interval) for m in settings}
     examples: dict[str, Any] = {
         "images": [],
         "labels": [],
@@ -293,20 +307,12 @@ def evaluate_localization(
         "maps": {},
         "boxes": {},
     }
-    for images, labels, logits, gts, feats, weight in _batches(
-        model,
-        data,
-        batch_size=batch_size,
-        device=device,
-        workers=workers,
-        quiet=quiet,
-        desc="evaluate (test)",
-    ):
+    batches = _batches(model, data, opts, "evaluate (test)")
+    for images, labels, logits, gts, feats, weight in batches:
         room = keep - len(examples["labels"])
         for m, s in settings.items():
-            maps = _maps(
-                feats, weight, labels, logits, m, s.region, images.shape[-2:], region_padding
-            )
+            size = images.shape[-2:]
+            maps = _maps(feats, weight, labels, logits, m, s.region, size, opts.region_padding)
             boxes = loc[m].update(maps, gts, labels, logits)
             mba[m].update(maps, gts)
             if room > 0:
@@ -330,59 +336,28 @@ def evaluate_wsol(
     model: nn.Module,
     val_data: Dataset,
     test_data: Dataset,
+    options: WSOLEvalOptions | None = None,
     *,
-    methods: Sequence[str] = METHODS,
-    regions: Sequence[int] = DEFAULT_REGIONS,
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    iou_threshold: float = 0.5,
-    cam_curve_interval: float = 0.01,
-    region_padding: str = "same",
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    workers: int = 0,
-    quiet: bool = True,
     keep: int = 0,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Choose each method's ``(region, threshold)`` on ``val_data``; score on ``test_data``.
 
     Returns a JSON-ready dict: ``settings`` (the choice and its validation GT-known Loc),
     ``val_grid`` (GT-known Loc of the whole grid on validation), ``test`` (scores per method)
     and ``examples`` (not JSON: the first ``keep`` test images for a figure).
-    ``region_padding`` places the region window (``"centered"`` centres even sizes; see
-    :func:`infocam.class_activation_maps`).
+    ``options`` / ``overrides``: see :class:`WSOLEvalOptions`.
     """
-    kw = {
-        "batch_size": batch_size,
-        "device": device,
-        "workers": workers,
-        "quiet": quiet,
-        "region_padding": region_padding,
-    }
-    grid = localization_grid(
-        model,
-        val_data,
-        methods=methods,
-        regions=regions,
-        thresholds=thresholds,
-        iou_threshold=iou_threshold,
-        **kw,
-    )
-    settings = select_settings(grid, regions, thresholds)
-    test, examples = evaluate_localization(
-        model,
-        test_data,
-        settings,
-        iou_threshold=iou_threshold,
-        cam_curve_interval=cam_curve_interval,
-        keep=keep,
-        **kw,
-    )
+    opts = WSOLEvalOptions.of(options, **overrides)
+    grid = localization_grid(model, val_data, opts)
+    settings = select_settings(grid, opts.regions, opts.thresholds)
+    test, examples = evaluate_localization(model, test_data, settings, opts, keep=keep)
     return {
         "settings": {m: s.to_dict() for m, s in settings.items()},
         "val_grid": {
-            "regions": list(regions),
-            "region_padding": region_padding,
-            "thresholds": [float(t) for t in thresholds],
+            "regions": list(opts.regions),
+            "region_padding": opts.region_padding,
+            "thresholds": [float(t) for t in opts.thresholds],
             "gt_known_loc": {m: g.tolist() for m, g in grid.items()},
         },
         "test": test,

@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from infocam._validation import ArrayLike, as_tensor, check_device, check_integer_labels, check_unit
-from infocam.mi._params import ESTIMATOR_PARAMS, as_features, check_params
+from infocam.mi._params import BIAS_CORRECTIONS, ESTIMATOR_PARAMS, as_features, check_params
 from infocam.mi._splits import TooFewInSplit, stratified_folds, stratified_split, too_few_message
 from infocam.mi._stacked import fit_stacked, member_temperatures, select_features
 from infocam.mi.estimate import MIEstimate, SoftmaxKind, Unit, estimate_from_pmi
 
-__all__ = ["ClassifierMIEstimator"]
+__all__ = ["BIAS_CORRECTIONS", "ClassifierMIEstimator"]
 
 _HELD_OUT = "the held-out data"
 

@@ -18,9 +18,9 @@ from infocam.training.checkpoint import (
     load_model_state,
     save_checkpoint,
 )
-from infocam.training.config import TrainConfig, add_training_arguments, config_from_args
-from infocam.training.data import SkipCorrupt, Skipped, collate_skipping, epoch_indices
+from infocam.training.config import TrainConfig
 from infocam.training.distributed import DistContext, setup_distributed
+from infocam.training.loading import SkipCorrupt, Skipped, collate_skipping, epoch_indices
 from infocam.training.loop import (
     EvalResult,
     TrainingInterrupted,
@@ -63,3 +63,15 @@ __all__ = [
     "set_deterministic",
     "setup_distributed",
 ]
+
+# The command-line flags of a TrainConfig live with the CLI (infocam.cli._args); these two
+# names stay reachable here, imported on first use (the runtime does not depend on the CLI).
+_CLI_HELPERS = ("add_training_arguments", "config_from_args")
+
+
+def __getattr__(name: str):
+    if name in _CLI_HELPERS:
+        from infocam.cli import _args
+
+        return getattr(_args, name)
+    raise AttributeError(f"module 'infocam.training' has no attribute {name!r}")

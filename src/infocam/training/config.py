@@ -1,15 +1,15 @@
-"""``TrainConfig``: every knob of a run, and the command-line flags that fill it."""
+"""``TrainConfig``: every knob of a run (the command-line flags that fill it are in
+:mod:`infocam.cli._args`)."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "add_training_arguments", "config_from_args"]
+__all__ = ["AMP_MODES", "METRICS", "OPTIMIZERS", "SCHEDULES", "TrainConfig"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
@@ -103,82 +103,3 @@ class TrainConfig:
         return {
             k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()
         }
-
-
-def _resume_arg(value: str) -> bool | str:
-    return True if value in ("", "last") else value
-
-
-def add_training_arguments(
-    parser: argparse.ArgumentParser, **defaults: Any
-) -> argparse.ArgumentParser:
-    """Add the shared training flags to ``parser`` (defaults from :class:`TrainConfig`).
-
-    Keyword arguments override a default for this command, e.g. ``epochs=50, lr=0.01``.
-    """
-    base = TrainConfig()
-    d = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)}
-    unknown = set(defaults) - set(d)
-    if unknown:
-        raise TypeError(f"unknown training default(s): {', '.join(sorted(unknown))}")
-    d.update(defaults)
-    g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=d["epochs"], help="passes over the training data")
-    g.add_argument(
-        "--batch-size",
-        type=int,
-        default=d["batch_size"],
-        help="global batch size (split across torchrun processes)",
-    )
-    g.add_argument("--lr", type=float, default=d["lr"], help="learning rate")
-    g.add_argument("--weight-decay", type=float, default=d["weight_decay"])
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"])
-    g.add_argument("--schedule", choices=SCHEDULES, default=d["schedule"], help="LR schedule")
-    g.add_argument("--seed", type=int, default=d["seed"], help="seeds Python, NumPy, torch, data")
-    g.add_argument(
-        "--deterministic",
-        action="store_true",
-        default=d["deterministic"],
-        help="use PyTorch's deterministic algorithms (slower on GPU)",
-    )
-    g.add_argument(
-        "--resume",
-        nargs="?",
-        const=True,
-        default=d["resume"],
-        type=_resume_arg,
-        metavar="CHECKPOINT",
-        help="continue from OUT/last.pt (or from CHECKPOINT)",
-    )
-    g.add_argument("--quiet", action="store_true", default=d["quiet"], help="no progress bar")
-    g.add_argument("--device", default=d["device"], help="cpu, cuda, cuda:N (default: auto)")
-    g.add_argument(
-        "--amp",
-        nargs="?",
-        const="fp16",
-        choices=AMP_MODES,
-        default=d["amp"],
-        help="mixed precision on GPU: fp16 (default when given) or bf16",
-    )
-    g.add_argument(
-        "--workers",
-        type=int,
-        default=d["workers"],
-        help="data-loading processes (default: 4 on GPU, 0 on CPU)",
-    )
-    g.add_argument(
-        "--skip-corrupt",
-        action="store_true",
-        default=d["skip_corrupt"],
-        help="skip (and count) images that cannot be decoded instead of stopping",
-    )
-    g.add_argument("--out", type=Path, default=d["out"], help="run folder for checkpoints, logs")
-    return parser
-
-
-def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from parsed flags; ``overrides`` win (e.g. ``select_metric``)."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    values.update(overrides)
-    return TrainConfig(**values)

@@ -35,7 +35,15 @@ from infocam.training.checkpoint import (
     write_json,
 )
 from infocam.training.config import TrainConfig
-from infocam.training.data import (
+from infocam.training.distributed import (
+    DistContext,
+    all_reduce_sum,
+    any_process,
+    gather_objects,
+    gather_rows,
+    setup_distributed,
+)
+from infocam.training.loading import (
     CollatedBatch,
     Skipped,
     TensorData,
@@ -44,14 +52,6 @@ from infocam.training.data import (
     make_loader,
     shard_indices,
     split_batch,
-)
-from infocam.training.distributed import (
-    DistContext,
-    all_reduce_sum,
-    any_process,
-    gather_objects,
-    gather_rows,
-    setup_distributed,
 )
 from infocam.training.metrics import EpochMetrics, MetricSums
 from infocam.training.progress import RunLog, clean_json, progress_bar
@@ -179,11 +179,11 @@ def _oom_guard(per_process: int, global_batch: int, device: torch.device, phase:
             raise
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        flag = "--batch-size" if phase == "training" else "--batch-size (evaluation batch)"
+        size = "batch_size" if phase == "training" else "the evaluation batch size"
         raise TrainingOutOfMemoryError(
             f"{device} ran out of memory during {phase} at batch size {per_process} per "
-            f"process (global {global_batch}); lower {flag}, e.g. to {max(1, global_batch // 2)}"
-            ", or turn on --amp"
+            f"process (global {global_batch}); lower {size}, e.g. to {max(1, global_batch // 2)}"
+            ", or turn on amp (mixed precision)"
         ) from exc
 
 
@@ -226,7 +226,7 @@ def _raise_corrupt(skipped: tuple[Skipped, ...]) -> None:
     first = skipped[0]
     raise CorruptImageError(
         first.path,
-        f"{first.reason}; pass --skip-corrupt (skip_corrupt=True) to skip unreadable images",
+        f"{first.reason}; set skip_corrupt=True to skip unreadable images",
     )
 
 
@@ -773,9 +773,10 @@ class _Run:
         )
         where = f"epoch {self.epoch + 1}, batch {self.batch}"
         msg = (
-            f"training interrupted by {name} at {where}; checkpoint {path}; continue with --resume"
+            f"training interrupted by {name} at {where}; checkpoint {path}; continue with "
+            "resume=True"
             if path
-            else f"training interrupted by {name} at {where} (no --out, nothing saved)"
+            else f"training interrupted by {name} at {where} (no out folder, nothing saved)"
         )
         raise TrainingInterrupted(msg, path, signum)
 

@@ -1,4 +1,4 @@
-"""Read features and integer labels from a CSV or NPZ file (private; used by ``infocam mi``).
+"""Read features and integer labels from a CSV or NPZ file (``infocam mi``'s input).
 
 CSV: a header row, comma-separated, numeric feature columns, one integer label column.
 NPZ: named arrays; ``label`` names the (N,) label array and ``features`` the (N, D) or (N,)
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from numpy.lib.npyio import NpzFile
+
+__all__ = ["load_table"]
 
 
 def load_table(
@@ -88,14 +90,14 @@ def _repeated(names: Sequence[str]) -> list[str]:
 
 
 def _check_feature_names(names: Sequence[str], label: str, source: str) -> None:
-    """``--features``: no name twice, and not the label (it would leak into X)."""
+    """``features``: no name twice, and not the label (it would leak into X)."""
     if label in names:
         raise ValueError(
-            f"--features: {label!r} is the label (--label); it cannot also be a feature of {source}"
+            f"features: {label!r} is the label; it cannot also be a feature of {source}"
         )
     dups = _repeated(names)
     if dups:
-        raise ValueError(f"--features: {dups} given more than once")
+        raise ValueError(f"features: {dups} given more than once")
 
 
 def _load_csv(
@@ -115,13 +117,11 @@ def _load_csv(
     if dup_cols:
         raise ValueError(f"{p.name}: column name(s) {dup_cols} appear more than once in the header")
     if label not in header:
-        raise ValueError(f"--label: column {label!r} not found in {p.name}; columns: {header}")
+        raise ValueError(f"label: column {label!r} not found in {p.name}; columns: {header}")
     names = list(features) if features else [h for h in header if h != label]
     missing = [n for n in names if n not in header]
     if missing:
-        raise ValueError(
-            f"--features: column(s) {missing} not found in {p.name}; columns: {header}"
-        )
+        raise ValueError(f"features: column(s) {missing} not found in {p.name}; columns: {header}")
     if not names:
         raise ValueError(f"{p.name}: no feature columns besides the label {label!r}")
     _check_feature_names(names, label, p.name)
@@ -193,18 +193,18 @@ def _load_npz(
     with _open_npz(p) as data:
         keys = list(data.files)
         if label not in keys:
-            raise ValueError(f"--label: array {label!r} not found in {p.name}; arrays: {keys}")
+            raise ValueError(f"label: array {label!r} not found in {p.name}; arrays: {keys}")
         if features:
             missing = [n for n in features if n not in keys]
             if missing:
-                raise ValueError(f"--features: array(s) {missing} not in {p.name}; arrays: {keys}")
+                raise ValueError(f"features: array(s) {missing} not in {p.name}; arrays: {keys}")
             names = list(features)
             _check_feature_names(names, label, p.name)
         else:
             names = [k for k in keys if k != label]
             if len(names) != 1:
                 raise ValueError(
-                    f"{p.name} holds arrays {keys}: name the feature array(s) with --features"
+                    f"{p.name} holds arrays {keys}: name the feature array(s) (features)"
                 )
         y = _labels(_read_array(data, label, p), label, p.name)
         if y.ndim != 1:
@@ -222,91 +222,3 @@ def _load_npz(
             parts.append(a.reshape(a.shape[0], math.prod(a.shape[1:])).astype(np.float64))
     x = np.concatenate(parts, axis=1)
     return x, y, names
-
-
-def measure_file(
-    path: str | Path,
-    label: str,
-    *,
-    features: Sequence[str] | None = None,
-    softmax: str = "pc",
-    cv: int | None = 5,
-    hidden: Sequence[int] = (100, 100, 100),
-    max_epochs: int = 200,
-    seed: int = 0,
-    device: str | None = None,
-    progress: bool = False,
-    bias_correction: str | None = None,
-) -> dict:
-    """``infocam mi``: estimate I(X; Y) for a file's features and labels; a JSON-ready dict.
-
-    With ``bias_correction="learning_curve"`` the estimate is extrapolated to infinite
-    training data (not a lower bound); the plain held-out one is in ``lower_bound_nat``."""
-    from infocam.mi import ClassifierMIEstimator
-
-    x, y, names = load_table(path, label, features)
-    est = ClassifierMIEstimator(
-        softmax,
-        hidden,
-        cv=cv,
-        max_epochs=max_epochs,
-        random_state=seed,
-        device=device,
-        progress=progress,
-        bias_correction=bias_correction,
-    )
-    mi = est.fit_estimate(x, y)
-    prior = est.prior_.numpy()
-    h_y = float(-(prior * np.log(prior)).sum())
-    lo, hi = mi.interval()
-    bits = mi.to("bit")
-    return {
-        "data": str(path),
-        "label": label,
-        "features": names,
-        "n_samples": int(x.shape[0]),
-        "n_features": int(x.shape[1]),
-        "classes": est.classes_.tolist(),
-        "mi_nat": mi.value,
-        "stderr_nat": mi.stderr,
-        "ci95_nat": [lo, hi],
-        "mi_bit": bits.value,
-        "stderr_bit": bits.stderr,
-        "entropy_y_nat": h_y,
-        "fraction_of_entropy": mi.value / h_y,
-        "lower_bound_nat": est.lower_bound_.value,
-        "heldout_accuracy": est.accuracy_,
-        "n_heldout": mi.n,
-        "method": {
-            "softmax": softmax,
-            "cv": cv,
-            "hidden": list(hidden),
-            "seed": seed,
-            "bias_correction": bias_correction,
-            "best_epochs": list(est.best_epochs_),
-        },
-    }
-
-
-def format_report(r: dict) -> str:
-    how = f"{r['method']['cv']}-fold cross-fitting" if r["method"]["cv"] else "20% held out"
-    lo, hi = r["ci95_nat"]
-    return "\n".join(
-        [
-            f"{r['data']}: {r['n_samples']} samples, {r['n_features']} feature(s), "
-            f"{len(r['classes'])} classes (label {r['label']!r})",
-            f"I(X;Y)   = {r['mi_nat']:.4f} ± {r['stderr_nat']:.4f} nat   "
-            f"({r['mi_bit']:.4f} ± {r['stderr_bit']:.4f} bit); 95% CI [{lo:.4f}, {hi:.4f}] nat",
-            *(
-                [
-                    f"           bias-corrected (learning curve); plain held-out (a lower bound) "
-                    f"{r['lower_bound_nat']:.4f} nat"
-                ]
-                if r["method"].get("bias_correction")
-                else []
-            ),
-            f"H(Y)     = {r['entropy_y_nat']:.4f} nat;  I/H(Y) = {r['fraction_of_entropy']:.3f}",
-            f"accuracy = {r['heldout_accuracy']:.4f} held out "
-            f"({how}, n={r['n_heldout']}, {r['method']['softmax']} MLP {r['method']['hidden']})",
-        ]
-    )
