@@ -20,16 +20,16 @@ from infocam.training.checkpoint import (
 )
 from infocam.training.config import TrainConfig
 from infocam.training.distributed import DistContext, setup_distributed
+from infocam.training.evaluation import evaluate
 from infocam.training.loading import SkipCorrupt, Skipped, collate_skipping, epoch_indices
-from infocam.training.loop import (
+from infocam.training.loop import fit
+from infocam.training.metrics import EpochMetrics
+from infocam.training.results import (
     EvalResult,
     TrainingInterrupted,
     TrainingOutOfMemoryError,
     TrainResult,
-    evaluate,
-    fit,
 )
-from infocam.training.metrics import EpochMetrics
 from infocam.training.seeding import (
     capture_rng_state,
     restore_rng_state,

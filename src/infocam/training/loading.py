@@ -26,7 +26,15 @@ from torch.utils.data._utils.collate import default_collate
 
 from infocam.errors import CorruptImageError
 
-__all__ = ["CollatedBatch", "SkipCorrupt", "Skipped", "collate_skipping", "epoch_indices"]
+__all__ = [
+    "CollatedBatch",
+    "SkipCorrupt",
+    "Skipped",
+    "collate_skipping",
+    "epoch_indices",
+    "iterate",
+    "raise_corrupt",
+]
 
 
 def epoch_indices(
@@ -223,3 +231,44 @@ def split_batch(batch: Any) -> tuple[Any, torch.Tensor]:
         "each dataset item must be (input, target, ...); got a batch of type "
         f"{type(batch).__name__}"
     )
+
+
+def raise_corrupt(skipped: tuple[Skipped, ...]) -> None:
+    first = skipped[0]
+    raise CorruptImageError(
+        first.path,
+        f"{first.reason}; set skip_corrupt=True to skip unreadable images",
+    )
+
+
+def iterate(
+    data: TensorData | Any,
+    indices: torch.Tensor,
+    batch_size: int,
+    *,
+    device: torch.device,
+    workers: int,
+    seed: int,
+    collate_fn: Callable | None,
+) -> Iterator[tuple[Any, torch.Tensor, tuple[Skipped, ...]]]:
+    """Yield (inputs, targets, skipped) batches of ``data`` in the order of ``indices``."""
+    if isinstance(data, TensorData):
+        for x, y in data.batches(indices, batch_size):
+            yield x, y, ()
+        return
+    loader = make_loader(
+        data,
+        indices,
+        batch_size=batch_size,
+        workers=workers,
+        pin_memory=device.type == "cuda",
+        seed=seed,
+        collate_fn=collate_fn,
+    )
+    for batch in loader:
+        assert isinstance(batch, CollatedBatch)
+        if batch.data is None:
+            yield None, torch.empty(0, dtype=torch.long), batch.skipped
+            continue
+        x, y = split_batch(batch.data)
+        yield x, y, batch.skipped

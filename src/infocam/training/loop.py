@@ -1,4 +1,5 @@
-"""The training loop every experiment uses: :func:`fit` and :func:`evaluate`.
+"""The training loop every experiment uses: :func:`fit` (:func:`evaluate` is in
+:mod:`~infocam.training.evaluation`; both, and the results, are importable from here too).
 
 One process or many (``torchrun`` + DDP), CPU or GPU (AMP, channels_last, pinned memory),
 checkpoints every epoch and on SIGINT/SIGTERM, exact resume, best-model selection on the
@@ -11,14 +12,12 @@ validation data, a progress bar and a JSON-lines log.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,41 +26,32 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from infocam.errors import CheckpointError, CorruptImageError
-from infocam.training.checkpoint import (
-    load_checkpoint,
-    load_model_state,
-    save_checkpoint,
-    write_json,
-)
+from infocam.errors import CorruptImageError
+from infocam.training.checkpoint import load_model_state, save_checkpoint, write_json
 from infocam.training.config import TrainConfig
-from infocam.training.distributed import (
-    DistContext,
-    all_reduce_sum,
-    any_process,
-    gather_objects,
-    gather_rows,
-    setup_distributed,
+from infocam.training.devices import (
+    amp_dtype,
+    check_amp,
+    default_workers,
+    maybe_to_device,
+    oom_guard,
+    to_device,
+    use_channels_last,
 )
-from infocam.training.loading import (
-    CollatedBatch,
-    Skipped,
-    TensorData,
-    as_tensor_data,
-    epoch_indices,
-    make_loader,
-    shard_indices,
-    split_batch,
-)
+from infocam.training.distributed import all_reduce_sum, any_process, setup_distributed
+from infocam.training.evaluation import evaluate, main_logits, run_eval
+from infocam.training.loading import Skipped, as_tensor_data, epoch_indices, iterate, raise_corrupt
 from infocam.training.metrics import EpochMetrics, MetricSums
+from infocam.training.optim import build_optimizer, build_scheduler
 from infocam.training.progress import RunLog, clean_json, progress_bar
-from infocam.training.seeding import (
-    capture_rng_state,
-    derive_seed,
-    restore_rng_state,
-    seed_everything,
-    set_deterministic,
+from infocam.training.results import (
+    EvalResult,
+    TrainingInterrupted,
+    TrainingOutOfMemoryError,
+    TrainResult,
 )
+from infocam.training.run_checkpoint import BEST, RunCheckpoints
+from infocam.training.seeding import derive_seed, seed_everything, set_deterministic
 
 __all__ = [
     "EvalResult",
@@ -72,333 +62,10 @@ __all__ = [
     "fit",
 ]
 
-CHECKPOINT_FORMAT = "infocam.training/1"
-LAST, BEST, LOG, RESULTS = "last.pt", "best.pt", "log.jsonl", "results.json"
+LOG, RESULTS = "log.jsonl", "results.json"
 _POSTFIX_EVERY = 20  # batches between progress-bar updates (each costs one device sync)
 _STOP_CHECK_EVERY = 8  # batches between cross-process checks for a stop signal under DDP
 _MAX_SKIPPED_LISTED = 20
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped :func:`fit` after a checkpoint was saved (``checkpoint``)."""
-
-    def __init__(self, message: str, checkpoint: Path | None, signum: int) -> None:
-        super().__init__(message)
-        self.checkpoint = checkpoint
-        self.signum = signum
-
-
-class TrainingOutOfMemoryError(torch.OutOfMemoryError):
-    """The GPU ran out of memory; the message says which batch size to lower."""
-
-
-@dataclass
-class EvalResult:
-    """Outputs of :func:`evaluate`: logits (N, M), targets (N,) in dataset order, metrics."""
-
-    logits: torch.Tensor | None
-    targets: torch.Tensor | None
-    metrics: EpochMetrics
-
-
-@dataclass
-class TrainResult:
-    """What :func:`fit` returns. Epochs are numbered from 1; ``history`` has one dict each."""
-
-    model: nn.Module
-    history: list[dict[str, Any]]
-    metric: str
-    best_epoch: int | None
-    best_metric: float | None
-    out: Path | None = None
-    resumed_from: Path | None = None
-    skipped: int = 0
-    seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def last(self) -> dict[str, Any]:
-        return self.history[-1] if self.history else {}
-
-    @property
-    def best(self) -> dict[str, Any]:
-        """The record of the epoch chosen on validation data (the last without it)."""
-        if self.best_epoch is None:
-            return self.last
-        return next(r for r in self.history if r["epoch"] == self.best_epoch)
-
-    @property
-    def train_metrics(self) -> EpochMetrics | None:
-        """Training metrics of the last epoch."""
-        return EpochMetrics.from_dict(self.last, "train_") if self.history else None
-
-    @property
-    def val_metrics(self) -> EpochMetrics | None:
-        """Validation metrics of the best epoch (per-class counts included)."""
-        rec = self.best
-        return EpochMetrics.from_dict(rec, "val_") if "val_n" in rec else None
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _amp_dtype(amp: str) -> torch.dtype | None:
-    return {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]
-
-
-def _check_amp(amp: str, device: torch.device) -> None:
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError(
-            f"amp='fp16' needs a CUDA device (got {device}); use amp='bf16' or amp='off' on CPU"
-        )
-
-
-def _has_conv2d(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
-
-
-def _use_channels_last(config: TrainConfig, model: nn.Module, device: torch.device) -> bool:
-    if config.channels_last is not None:
-        return bool(config.channels_last) and device.type == "cuda"
-    # Pays off for convolutions on tensor cores (half precision); otherwise leave layouts alone.
-    return device.type == "cuda" and config.amp != "off" and _has_conv2d(model)
-
-
-def _default_workers(config: TrainConfig, device: torch.device) -> int:
-    if config.workers is not None:
-        return config.workers
-    return 4 if device.type == "cuda" else 0
-
-
-@contextlib.contextmanager
-def _oom_guard(per_process: int, global_batch: int, device: torch.device, phase: str):
-    try:
-        yield
-    except torch.OutOfMemoryError as exc:
-        if isinstance(exc, TrainingOutOfMemoryError):
-            raise
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        size = "batch_size" if phase == "training" else "the evaluation batch size"
-        raise TrainingOutOfMemoryError(
-            f"{device} ran out of memory during {phase} at batch size {per_process} per "
-            f"process (global {global_batch}); lower {size}, e.g. to {max(1, global_batch // 2)}"
-            ", or turn on amp (mixed precision)"
-        ) from exc
-
-
-def _main_logits(outputs: Any) -> torch.Tensor:
-    """The logits of a model output: the tensor itself, or ``outputs.logits`` for outputs such
-    as torchvision's ``InceptionOutputs(logits, aux_logits)`` in train mode (the loss sees the
-    whole output; metrics use the main logits)."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs
-    logits = getattr(outputs, "logits", None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    raise TypeError(
-        "the model must return logits (a tensor) or an output with a .logits tensor; "
-        f"got {type(outputs).__name__}"
-    )
-
-
-def _to_device(x: Any, device: torch.device, channels_last: bool) -> Any:
-    if isinstance(x, torch.Tensor):
-        x = x.to(device, non_blocking=True)
-        if channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-    if isinstance(x, tuple | list):
-        return type(x)(_to_device(v, device, channels_last) for v in x)
-    return x
-
-
-def _maybe_to_device(data: TensorData, device: torch.device) -> TensorData:
-    """Move in-memory data to the GPU once when it fits comfortably (a quarter of free memory)."""
-    if device.type != "cuda":
-        return data.to(device)
-    free, _ = torch.cuda.mem_get_info(device)
-    size = data.inputs.element_size() * data.inputs.nelement()
-    return data.to(device) if size < free / 4 else data
-
-
-def _raise_corrupt(skipped: tuple[Skipped, ...]) -> None:
-    first = skipped[0]
-    raise CorruptImageError(
-        first.path,
-        f"{first.reason}; set skip_corrupt=True to skip unreadable images",
-    )
-
-
-def _iterate(
-    data: TensorData | Any,
-    indices: torch.Tensor,
-    batch_size: int,
-    *,
-    device: torch.device,
-    workers: int,
-    seed: int,
-    collate_fn: Callable | None,
-) -> Iterator[tuple[Any, torch.Tensor, tuple[Skipped, ...]]]:
-    """Yield (inputs, targets, skipped) batches of ``data`` in the order of ``indices``."""
-    if isinstance(data, TensorData):
-        for x, y in data.batches(indices, batch_size):
-            yield x, y, ()
-        return
-    loader = make_loader(
-        data,
-        indices,
-        batch_size=batch_size,
-        workers=workers,
-        pin_memory=device.type == "cuda",
-        seed=seed,
-        collate_fn=collate_fn,
-    )
-    for batch in loader:
-        assert isinstance(batch, CollatedBatch)
-        if batch.data is None:
-            yield None, torch.empty(0, dtype=torch.long), batch.skipped
-            continue
-        x, y = split_batch(batch.data)
-        yield x, y, batch.skipped
-
-
-# ----------------------------------------------------------------------------- evaluate
-
-
-@torch.no_grad()
-def _run_eval(
-    model: nn.Module,
-    data: TensorData | Any,
-    ctx: DistContext,
-    *,
-    loss_fn: Callable | None,
-    batch_size: int,
-    amp: str,
-    channels_last: bool,
-    workers: int,
-    skip_corrupt: bool,
-    keep_outputs: bool,
-    collate_fn: Callable | None = None,
-) -> tuple[EpochMetrics, torch.Tensor | None, torch.Tensor | None, int]:
-    """Metrics (reduced over processes) and, if asked, all logits/targets in dataset order."""
-    n = len(data)
-    indices = shard_indices(n, ctx.rank, ctx.world_size)
-    sums = MetricSums(ctx.device)
-    logits_parts: list[torch.Tensor] = []
-    target_parts: list[torch.Tensor] = []
-    skipped = 0
-    dtype = _amp_dtype(amp)
-    was_training = model.training
-    batches = None
-    model.eval()
-    try:
-        with _oom_guard(batch_size, batch_size * ctx.world_size, ctx.device, "evaluation"):
-            batches = _iterate(
-                data,
-                indices,
-                batch_size,
-                device=ctx.device,
-                workers=workers,
-                seed=0,
-                collate_fn=collate_fn,
-            )
-            for x, y, bad in batches:
-                if bad:
-                    if not skip_corrupt:
-                        _raise_corrupt(bad)
-                    skipped += len(bad)
-                if x is None:
-                    continue
-                x = _to_device(x, ctx.device, channels_last)
-                y = y.to(ctx.device, non_blocking=True)
-                with torch.autocast(ctx.device.type, dtype=dtype, enabled=dtype is not None):
-                    outputs = model(x)
-                    loss = loss_fn(outputs, y) if loss_fn is not None else None
-                logits = _main_logits(outputs).float()
-                if loss is None:
-                    loss = torch.full((), math.nan, device=ctx.device)
-                sums.update(loss, logits, y)
-                if keep_outputs:
-                    logits_parts.append(logits)
-                    target_parts.append(y)
-    finally:
-        model.train(was_training)
-        if batches is not None:
-            batches.close()
-    metrics = sums.reduce(ctx)
-    if ctx.distributed:
-        skipped = int(all_reduce_sum(torch.tensor([skipped], device=ctx.device), ctx).item())
-    if not keep_outputs:
-        return metrics, None, None, skipped
-    m = max(sums.num_classes, 1)
-    logits_all = torch.cat(logits_parts) if logits_parts else torch.empty(0, m, device=ctx.device)
-    targets_all = (
-        torch.cat(target_parts)
-        if target_parts
-        else torch.empty(0, dtype=torch.long, device=ctx.device)
-    )
-    if ctx.distributed:
-        parts_l = gather_rows(logits_all, ctx)
-        parts_t = gather_rows(targets_all, ctx)
-        if skipped == 0:  # shards are rank::world; interleave back to dataset order
-            logits_all = logits_all.new_empty((n, logits_all.shape[1]))
-            targets_all = targets_all.new_empty(n)
-            for r, (pl, pt) in enumerate(zip(parts_l, parts_t, strict=True)):
-                logits_all[r :: ctx.world_size] = pl
-                targets_all[r :: ctx.world_size] = pt
-        else:
-            logits_all, targets_all = torch.cat(parts_l), torch.cat(parts_t)
-    return metrics, logits_all, targets_all, skipped
-
-
-def evaluate(
-    model: nn.Module,
-    data: Any,
-    *,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    amp: str = "off",
-    workers: int | None = None,
-    skip_corrupt: bool = False,
-    return_outputs: bool = True,
-    collate_fn: Callable | None = None,
-) -> EvalResult:
-    """Run ``model`` over ``data`` without gradients; return logits, targets and metrics.
-
-    ``data`` is an ``(inputs, targets)`` pair of tensors (batched by indexing) or a Dataset of
-    ``(input, target, ...)`` items. ``loss_fn`` (mean over the batch) adds the mean loss to
-    the metrics. Under ``torchrun`` each process evaluates every ``world_size``-th sample and
-    every process gets all logits back in dataset order (unless corrupt items were skipped:
-    then in rank order). The model's train/eval mode is restored afterwards.
-    Logits are float32 on the evaluation device.
-    """
-    ctx = setup_distributed(device if device is not None else _model_device(model))
-    _check_amp(amp, ctx.device)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
-    tensors = as_tensor_data(data, "data")
-    model.to(ctx.device)
-    metrics, logits, targets, _ = _run_eval(
-        model,
-        tensors if tensors is not None else data,
-        ctx,
-        loss_fn=loss_fn,
-        batch_size=batch_size,
-        amp=amp,
-        channels_last=False,
-        workers=(4 if ctx.device.type == "cuda" else 0) if workers is None else workers,
-        skip_corrupt=skip_corrupt,
-        keep_outputs=return_outputs,
-        collate_fn=collate_fn,
-    )
-    return EvalResult(logits, targets, metrics)
-
-
-def _model_device(model: nn.Module) -> torch.device | None:
-    p = next(model.parameters(), None)
-    return None if p is None else p.device
 
 
 # ----------------------------------------------------------------------------- signals
@@ -430,46 +97,6 @@ class _StopFlag:
 # ----------------------------------------------------------------------------- fit
 
 
-def _build_optimizer(
-    model: nn.Module, config: TrainConfig, optimizer: Any
-) -> torch.optim.Optimizer:
-    if isinstance(optimizer, torch.optim.Optimizer):
-        return optimizer
-    if optimizer is not None:
-        if not callable(optimizer):
-            raise TypeError(
-                "optimizer must be a torch.optim.Optimizer or a function params -> Optimizer; "
-                f"got {type(optimizer).__name__}"
-            )
-        return optimizer(model.parameters())
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no trainable parameters (all have requires_grad=False)")
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def _build_scheduler(opt: torch.optim.Optimizer, config: TrainConfig, scheduler: Any) -> Any:
-    if scheduler is not None:
-        if hasattr(scheduler, "step") and hasattr(scheduler, "state_dict"):
-            return scheduler
-        if callable(scheduler):
-            return scheduler(opt)
-        raise TypeError(
-            f"scheduler must be an LR scheduler or a function optimizer -> scheduler; "
-            f"got {type(scheduler).__name__}"
-        )
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
-    if config.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=config.lr_step, gamma=config.lr_gamma)
-    return None
-
-
 def _better(value: float, best: float | None, metric: str) -> bool:
     if math.isnan(value):
         return False
@@ -482,7 +109,7 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-class _Run:
+class _Run(RunCheckpoints):
     """State of one :func:`fit` call (kept in one object so checkpoints see all of it)."""
 
     def __init__(
@@ -500,7 +127,7 @@ class _Run:
         self.config = config
         self.ctx = ctx = setup_distributed(config.device)
         self.is_main = ctx.is_main
-        _check_amp(config.amp, ctx.device)
+        check_amp(config.amp, ctx.device)
         w = ctx.world_size
         if config.batch_size % w:
             raise ValueError(
@@ -522,24 +149,24 @@ class _Run:
 
         train = as_tensor_data(train_data, "train_data")
         val = None if val_data is None else as_tensor_data(val_data, "val_data")
-        self.train = _maybe_to_device(train, ctx.device) if train is not None else train_data
+        self.train = maybe_to_device(train, ctx.device) if train is not None else train_data
         self.val = None
         if val_data is not None:
-            self.val = _maybe_to_device(val, ctx.device) if val is not None else val_data
+            self.val = maybe_to_device(val, ctx.device) if val is not None else val_data
         if len(self.train) == 0:
             raise ValueError("train_data is empty")
-        self.workers = _default_workers(config, ctx.device)
+        self.workers = default_workers(config, ctx.device)
 
         if config.sync_batchnorm and ctx.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.channels_last = _use_channels_last(config, model, ctx.device)
+        self.channels_last = use_channels_last(config, model, ctx.device)
         model.to(ctx.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
-        self.optimizer = _build_optimizer(model, config, optimizer)
-        self.scheduler = _build_scheduler(self.optimizer, config, scheduler)
-        self.amp_dtype = _amp_dtype(config.amp)
+        self.optimizer = build_optimizer(model, config, optimizer)
+        self.scheduler = build_scheduler(self.optimizer, config, scheduler)
+        self.amp_dtype = amp_dtype(config.amp)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16")
         if ctx.distributed:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -562,111 +189,16 @@ class _Run:
         self.skipped_paths: list[str] = []
         self.resumed_from: Path | None = None
 
-    # ----------------------------------------------------------------- checkpoints
-
-    def _state(self, rng: list[Any], sums: dict[str, Any] | None) -> dict[str, Any]:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": self.epoch,
-            "batch": self.batch,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng,
-            # The data order is a function of (seed, epoch): nothing else to save for it.
-            "data_order": {"seed": self.config.seed, "epoch": self.epoch, "batch": self.batch},
-            "metric_sums": sums,
-            "history": self.history,
-            "best_metric": self.best_metric,
-            "best_epoch": self.best_epoch,
-            "skipped": self.skipped,
-            "world_size": self.ctx.world_size,
-            "config": self.config.to_dict(),
-        }
-
-    def save(self, sums: MetricSums | None) -> Path | None:
-        """Save ``last.pt`` (collective: every process must call it)."""
-        rng = gather_objects(capture_rng_state(), self.ctx)
-        reduced = sums.reduced_state(self.ctx) if sums is not None else None
-        if self.out is None:
-            return None
-        path = self.out / LAST
-        error: OSError | None = None
-        if self.is_main:
-            try:
-                save_checkpoint(self._state(rng, reduced), path)
-            except OSError as exc:
-                error = exc
-        if any_process(error is not None, self.ctx):
-            if error is not None:
-                self.log.write("checkpoint_failed", path=str(path), error=str(error))
-                raise error
-            raise OSError(f"rank 0 could not save the checkpoint {path}")
-        return path
-
-    def resume(self) -> None:
-        cfg = self.config
-        if cfg.resume is False or cfg.resume is None:
-            return
-        path = Path(cfg.resume) if not isinstance(cfg.resume, bool) else self.out / LAST
-        if not path.is_file():
-            if isinstance(cfg.resume, bool):
-                self.log.write("resume", checkpoint=str(path), found=False)
-                return  # nothing to resume: a fresh run (so --resume is safe to always pass)
-            load_checkpoint(path)  # raises FileNotFoundError naming the path
-        ckpt = load_checkpoint(path, map_location="cpu")
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(
-                f"{path} is not a training checkpoint of infocam (format "
-                f"{ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r}); to start from its "
-                "weights, load them into the model with load_model_state and train without resume"
-            )
-        load_model_state(self.model, ckpt["model"], source=str(path))
-        try:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            if self.scheduler is not None and ckpt["scheduler"] is not None:
-                self.scheduler.load_state_dict(ckpt["scheduler"])
-            if ckpt["scaler"]:
-                self.scaler.load_state_dict(ckpt["scaler"])
-        except (ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(
-                f"{path}: the optimiser/scheduler state does not fit this run ({exc})"
-            ) from exc
-        rng = ckpt["rng"]
-        if len(rng) == self.ctx.world_size:
-            restore_rng_state(rng[self.ctx.rank])
-        elif self.ctx.rank == 0:
-            restore_rng_state(rng[0])  # another world size: other ranks keep fresh seeds
-        self.epoch, self.batch = int(ckpt["epoch"]), int(ckpt["batch"])
-        self.partial = ckpt["metric_sums"] if self.ctx.rank == 0 else None
-        self.history = list(ckpt["history"])
-        self.best_metric, self.best_epoch = ckpt["best_metric"], ckpt["best_epoch"]
-        self.skipped = int(ckpt["skipped"])
-        best_path = path.parent / BEST
-        if self.best_epoch is not None and best_path.is_file():
-            self.best_state = load_checkpoint(best_path)["model"]
-        self.resumed_from = path
-        self.log.write(
-            "resume",
-            checkpoint=str(path),
-            found=True,
-            epoch=self.epoch + 1,
-            batch=self.batch,
-            world_size=self.ctx.world_size,
-            saved_world_size=ckpt.get("world_size"),
-        )
-
     # ----------------------------------------------------------------- one epoch
 
     def _step(self, x: Any, y: torch.Tensor, sums: MetricSums) -> None:
-        x = _to_device(x, self.ctx.device, self.channels_last)
+        x = to_device(x, self.ctx.device, self.channels_last)
         y = y.to(self.ctx.device, non_blocking=True)
         enabled = self.amp_dtype is not None
         with torch.autocast(self.ctx.device.type, dtype=self.amp_dtype, enabled=enabled):
             outputs = self.net(x)
             loss = self.loss_fn(outputs, y)
-        logits = _main_logits(outputs)
+        logits = main_logits(outputs)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.grad_clip is not None:
@@ -680,7 +212,7 @@ class _Run:
 
     def _note_skipped(self, bad: tuple[Skipped, ...]) -> None:
         if not self.config.skip_corrupt:
-            _raise_corrupt(bad)
+            raise_corrupt(bad)
         self._epoch_skipped += len(bad)
         for item in bad:
             if len(self.skipped_paths) < _MAX_SKIPPED_LISTED:
@@ -714,7 +246,7 @@ class _Run:
         seen = 0
         batches = None
         try:
-            batches = _iterate(
+            batches = iterate(
                 self.train,
                 indices[start * self.per_process :],
                 self.per_process,
@@ -723,7 +255,7 @@ class _Run:
                 seed=derive_seed(cfg.seed, self.epoch, 1),
                 collate_fn=self.collate_fn,
             )
-            with _oom_guard(self.per_process, cfg.batch_size, ctx.device, "training"):
+            with oom_guard(self.per_process, cfg.batch_size, ctx.device, "training"):
                 for x, y, bad in batches:
                     if bad:
                         self._note_skipped(bad)
@@ -808,7 +340,7 @@ class _Run:
                 record: dict[str, Any] = {"epoch": self.epoch + 1, "lr": lr}
                 record.update(train_m.to_dict("train_", per_class=True))
                 if self.val is not None:
-                    val_m, _, _, vskip = _run_eval(
+                    val_m, _, _, vskip = run_eval(
                         self.model,
                         self.val,
                         ctx,

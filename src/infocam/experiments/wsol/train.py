@@ -22,6 +22,7 @@ from infocam.experiments.wsol.protocol import IMAGENET_WEIGHTS, NEW_LAYERS, RUN_
 from infocam.experiments.wsol_eval import wsol_collate
 from infocam.training import TrainConfig, TrainResult, fit, load_checkpoint, load_model_state
 from infocam.training.checkpoint import write_json
+from infocam.training.optim import make_optimizer
 
 __all__ = ["WSOLRun", "build_wsol_model", "load_trained", "train_wsol"]
 
@@ -69,13 +70,7 @@ def _optimizer(model: nn.Module, config: TrainConfig, head_lr_mult: float):
             {"params": old, "lr": config.lr},
             {"params": new, "lr": config.lr * head_lr_mult},
         ]
-        groups = [g for g in groups if g["params"]]
-        if config.optimizer == "sgd":
-            return torch.optim.SGD(
-                groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-            )
-        cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-        return cls(groups, lr=config.lr, weight_decay=config.weight_decay)
+        return make_optimizer([g for g in groups if g["params"]], config)
 
     return make
 
