@@ -143,19 +143,9 @@ def figure_grid(
 
 # The localize pipeline moved to infocam.experiments.localize; its public names are
 # still reachable here (imported on first use: drawing does not depend on it).
-_MOVED = (
-    "LocalizedImage",
-    "check_image_files",
-    "iter_localize_images",
-    "localize_images",
-    "read_image",
-    "summary_figure",
-)
-
-
 def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from infocam.experiments import localize
+    from infocam.experiments import localize
 
+    if name in localize.__all__:
         return getattr(localize, name)
     raise AttributeError(f"module 'infocam.viz' has no attribute {name!r}")

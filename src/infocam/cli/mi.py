@@ -9,8 +9,11 @@ from infocam.cli._args import _THREADS_HELP, _int_list, _set_threads
 from infocam.mi.estimate import SOFTMAX_KINDS
 from infocam.mi.estimator import BIAS_CORRECTIONS
 
-# "none" on the command line is bias_correction=None
-_BIAS_CHOICES = tuple("none" if b is None else b for b in BIAS_CORRECTIONS)
+
+def _add_bias_correction(p: argparse.ArgumentParser, default: str, help: str) -> None:
+    """``--bias-correction``: the estimator's choices, "none" for ``bias_correction=None``."""
+    choices = tuple("none" if b is None else b for b in BIAS_CORRECTIONS)
+    p.add_argument("--bias-correction", choices=choices, default=default, help=help)
 
 
 def _add_mi(sub: argparse._SubParsersAction) -> None:
@@ -37,12 +40,11 @@ def _add_mi(sub: argparse._SubParsersAction) -> None:
         help="hidden layer widths, e.g. 100,100,100 (empty: linear)",
     )
     p.add_argument("--max-epochs", type=int, default=200)
-    p.add_argument(
-        "--bias-correction",
-        choices=_BIAS_CHOICES,
-        default="none",
-        help="learning_curve: extrapolate to infinite training data (no longer a lower "
-        "bound; the plain value is printed too). Default none",
+    _add_bias_correction(
+        p,
+        "none",
+        "learning_curve: extrapolate to infinite training data (no longer a lower bound; the "
+        "plain value is printed too). Default none",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="e.g. cuda (default: cpu)")
@@ -91,11 +93,10 @@ def _add_reproduce_mi(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cv", type=int, default=5, help="cross-fitting folds (default 5)")
     p.add_argument("--max-epochs", type=int, default=5, help="one-cycle epochs (default 5)")
-    p.add_argument(
-        "--bias-correction",
-        choices=_BIAS_CHOICES,
-        default="learning_curve",
-        help="learning_curve (default): extrapolate the held-out estimate to infinite training "
+    _add_bias_correction(
+        p,
+        "learning_curve",
+        "learning_curve (default): extrapolate the held-out estimate to infinite training "
         "data; none: the plain held-out estimate (a lower bound)",
     )
     p.add_argument("--truth-samples", type=int, default=1_000_000)

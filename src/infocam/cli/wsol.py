@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from infocam.cli._args import (
-    _add_wsol_data_arguments,
-    _add_wsol_eval_arguments,
-    _check_device_arg,
-    _require_data_root,
-)
+from infocam.cli import _args
+from infocam.cli._args import _add_wsol_data_arguments, _add_wsol_eval_arguments, _check_device_arg
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +41,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.out is None:
         raise ValueError("--out is required (the run folder)")
     _check_device_arg(args.device)  # before the data loads and OUT/wsol.json is written
-    _require_data_root(args)
+    _args._require_data_root(args)
     data = load_wsol_data(
         args.dataset,
         args.data_root,
@@ -180,7 +176,7 @@ def _run_reproduce_wsol(args: argparse.Namespace) -> int:
     from infocam.experiments.wsol import PROTOCOLS, reproduce_wsol
 
     _check_device_arg(args.device)
-    _require_data_root(args)
+    _args._require_data_root(args)
     archs = args.arch or PROTOCOLS[args.dataset]["archs"]
     weights: dict[str, str | None] = {}
     for item in args.weights:

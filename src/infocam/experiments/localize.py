@@ -104,42 +104,18 @@ class LocalizedImage:
 
 
 def localize_images(
-    paths: Sequence[str | Path],
-    model: torch.nn.Module,
-    out_dir: str | Path,
-    *,
-    method: str = "infocam+",
-    region: int = 1,
-    region_padding: str = "same",
-    threshold: float = 0.2,
-    image_size: int = 224,
-    gt_box: Sequence[int] | None = None,
-    target: int | None = None,
-    device: str | torch.device = "cpu",
+    paths: Sequence[str | Path], model: torch.nn.Module, out_dir: str | Path, **options: Any
 ) -> list[LocalizedImage]:
     """Maps, boxes and overlays for image files; writes PNGs to ``out_dir``.
 
     Per image: ``<stem>_<method>.png`` (heat map of ``method`` with its box, and ``gt_box`` in
     red when given, in the original image's pixel coordinates) and ``<stem>_grid.png``
     (CAM | infoCAM | infoCAM+). The class is ``target`` or the top-1 prediction.
-    ``region`` / ``region_padding``: see :func:`infocam.class_activation_maps`.
+    ``options`` are those of :func:`iter_localize_images` (``method``, ``region``,
+    ``region_padding``, ``threshold``, ``image_size``, ``gt_box``, ``target``, ``device``).
     Every argument and every image file is checked before the first image is processed.
     """
-    return list(
-        iter_localize_images(
-            paths,
-            model,
-            out_dir,
-            method=method,
-            region=region,
-            region_padding=region_padding,
-            threshold=threshold,
-            image_size=image_size,
-            gt_box=gt_box,
-            target=target,
-            device=device,
-        )
-    )
+    return list(iter_localize_images(paths, model, out_dir, **options))
 
 
 def iter_localize_images(
@@ -158,7 +134,13 @@ def iter_localize_images(
 ) -> Iterator[LocalizedImage]:
     """:func:`localize_images` one image at a time: each result is yielded once its PNGs are
     written, so an error on a later image loses nothing already done. The arguments and all
-    image files are checked on the first ``next()``, before any image is processed."""
+    image files are checked on the first ``next()``, before any image is processed.
+
+    ``method``: the map drawn in ``<stem>_<method>.png`` (all three go in the grid);
+    ``region`` / ``region_padding``: see :func:`infocam.class_activation_maps`; ``threshold``:
+    the box threshold; ``image_size``: the side images are resized to; ``gt_box``: a
+    ground-truth box in original-image pixels; ``target``: the class (default: top-1).
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     region = _check_region(region, region_padding)

@@ -1,12 +1,5 @@
-r"""Mutual information from a classifier's logits: point-wise MI, its mean and standard error.
-
-A classifier trained with PC-softmax cross-entropy has logits ``n`` with
-``log_pc_softmax(n, p)_y ~= log p(y|x) / p(y)``, the point-wise mutual information (PMI).
-Its mean over **held-out** samples estimates ``I(X; Y)``. By Barber-Agakov it is a lower
-bound in expectation, so valid values lie in ``[0, H(Y)]`` up to sampling error; on the
-training data it is biased upward. Nothing is clipped: the mean and its standard error are
-reported as measured.
-"""
+r"""Point-wise MI from a classifier's logits, its mean over held-out samples and the standard
+error (see :mod:`infocam.mi` for why the held-out mean estimates ``I(X; Y)``)."""
 
 from __future__ import annotations
 

@@ -24,19 +24,6 @@ from torch import nn
 from infocam._validation import ArrayLike
 from infocam.softmax import PCSoftmaxCrossEntropy, class_prior
 
-__all__ = [
-    "METHODS",
-    "PAPER_TABLE3",
-    "PREDICTION_RULES",
-    "PRIOR_RULE",
-    "SELECTION_RULE",
-    "SETTINGS",
-    "TRAINED",
-    "Setting",
-    "class_weights",
-    "make_loss",
-]
-
 METHODS = ("softmax", "pc-softmax", "weighted-ce", "logit-adjusted")
 TRAINED = ("softmax", "pc-softmax", "weighted-ce")
 SETTINGS = ("balanced", "imbalanced")

@@ -78,6 +78,7 @@ def reproduce_wsol(
     )
     train_kw = {**protocol["train"], **(train_overrides or {})}
     mult = protocol["head_lr_mult"] if head_lr_mult is None else head_lr_mult
+    run_kw = {"seed": seed, "device": device, "workers": workers, "quiet": quiet, "resume": resume}
     rows = []
     for arch in archs:
         for use_adl in adl:
@@ -89,15 +90,7 @@ def reproduce_wsol(
             model = build_wsol_model(
                 arch, data.num_classes, adl=use_adl, weights=w, in_channels=data.in_channels
             )
-            config = TrainConfig(
-                **train_kw,
-                seed=seed,
-                device=device,
-                workers=workers,
-                quiet=quiet,
-                out=run_dir,
-                resume=resume,
-            )
+            config = TrainConfig(**train_kw, **run_kw, out=run_dir)
             WSOLRun(
                 dataset,
                 arch,
