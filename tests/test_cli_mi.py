@@ -13,12 +13,7 @@ from infocam.cli import main
 TINY = ["--hidden", "8", "--max-epochs", "30", "--cv", "2", "--quiet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def tiny_data(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

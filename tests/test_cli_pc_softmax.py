@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from data_fixtures import write_cub_fixture, write_mnist_fixture
 from infocam.cli import main
@@ -19,11 +18,8 @@ def _one_line_error(capsys, code: int) -> str:
     return err
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)  # the command sets it (--threads)
+# The command sets torch's threads (--threads); the fixture puts the caller's count back.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_mnist_end_to_end(tmp_path, capsys):

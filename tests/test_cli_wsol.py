@@ -17,12 +17,7 @@ QUICK = ["--arch", "small_gap_cnn", "--weights", "none", "--image-size", "32", "
          "--batch-size", "8", "--regions", "1,2", "--thresholds", "0.2,0.5", "--quiet"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("dataset", ["cub", "tiny-imagenet"])

@@ -20,13 +20,7 @@ from infocam.models import mlp
 FAST = {"hidden": (16,), "max_epochs": 8, "patience": 3, "batch_size": 128, "lr": 1e-2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny matmuls: intra-op threads only add contention (40x slower on a busy 2-core box).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")

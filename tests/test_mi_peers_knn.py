@@ -16,8 +16,7 @@ mi_peers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(mi_peers)
 
 
-def test_brute_force_neighbour_counts_equal_the_kd_tree():
-    torch.set_num_threads(1)
+def test_brute_force_neighbour_counts_equal_the_kd_tree(one_thread):
     x, y = GaussianMixture.paper(2).sample(1200, seed=3, dtype=torch.float64)
     noise = np.random.default_rng(0).standard_normal((1200, 28))
     x = np.concatenate([x.numpy(), noise], 1)  # 30-D: the brute-force path in knn_ross

@@ -160,10 +160,9 @@ def test_fit_trains_a_model_with_auxiliary_outputs():
 
 
 @pytest.fixture(scope="module")
-def mnist_run(tmp_path_factory):
+def mnist_run(tmp_path_factory, one_thread_module):
     root = tmp_path_factory.mktemp("mnist")
     write_mnist_fixture(root, n_train=400, n_test=100)
-    torch.set_num_threads(1)
     out = root / "out"
     config = TrainConfig(**{**pc_softmax_mnist.DEFAULTS, "epochs": 1, "batch_size": 32})
     results = pc_softmax_mnist.run([0, 1], out, config, data_root=root, verify=False, quiet=True)

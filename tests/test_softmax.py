@@ -241,9 +241,12 @@ def test_numpy_in_tensor_out():
 
 
 def test_prior_follows_logits_device_and_dtype_meta():
-    # no device is hard-coded: a meta tensor goes through the formula untouched
-    logits = torch.zeros(4, 3, dtype=torch.float64)
-    out = infocam.log_pc_softmax(logits, torch.tensor([0.2, 0.3, 0.5]))
-    assert out.dtype == torch.float64
-    module = infocam.PCSoftmaxCrossEntropy([0.2, 0.3, 0.5]).to(torch.float64)
-    assert module.log_prior.dtype == torch.float64
+    # no device is hard-coded: a CPU prior follows the logits, even onto the meta device
+    # (shapes and dtypes only, no data), and keeps their dtype
+    prior = torch.tensor([0.2, 0.3, 0.5])
+    logits = torch.zeros(4, 3, dtype=torch.float64, device="meta")
+    out = infocam.log_pc_softmax(logits, prior)
+    assert out.device.type == "meta" and out.dtype == torch.float64 and out.shape == (4, 3)
+    assert infocam.pc_softmax(logits, prior).device.type == "meta"
+    module = infocam.PCSoftmaxCrossEntropy(prior).to(device="meta", dtype=torch.float64)
+    assert module.log_prior.device.type == "meta" and module.log_prior.dtype == torch.float64

@@ -29,7 +29,7 @@ from infocam.training import (
     load_checkpoint,
 )
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _data(n=300, seed=0, classes=3):

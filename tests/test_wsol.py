@@ -135,8 +135,7 @@ def test_collate_keeps_box_lists():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    torch.set_num_threads(1)
+def tiny_run(tmp_path_factory, one_thread_module):
     out = tmp_path_factory.mktemp("wsol")
     summary = reproduce_wsol(
         "cluttered-digits",
