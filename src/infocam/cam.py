@@ -38,7 +38,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infocam._validation import as_tensor, check_finite, check_floating, check_int, check_target
+from infocam._validation import (
+    ArrayLike,
+    as_tensor,
+    check_finite,
+    check_floating,
+    check_int,
+    check_target,
+)
 
 __all__ = [
     "METHODS",
@@ -139,7 +146,7 @@ def region_filter(
 def class_activation_maps(
     features: torch.Tensor,
     fc_weight: torch.Tensor,
-    target: Any,
+    target: ArrayLike,
     method: Method = "cam",
     region: int = 1,
     logits: torch.Tensor | None = None,

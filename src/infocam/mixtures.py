@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from infocam._validation import as_tensor, check_prior
+from infocam._validation import ArrayLike, as_tensor, check_prior
 from infocam.mi import MIEstimate
 
 __all__ = ["PAPER_COUNTS", "GaussianMixture"]
@@ -135,7 +135,7 @@ class GaussianMixture:
         return x.to(dtype), y
 
     # ----------------------------------------------------------------------------- densities
-    def _x(self, x: Any) -> torch.Tensor:
+    def _x(self, x: ArrayLike) -> torch.Tensor:
         t = as_tensor(x, "x").to(torch.float64).cpu()
         if t.dim() == 1 and self.dim == 1:
             t = t[:, None]
@@ -143,7 +143,7 @@ class GaussianMixture:
             raise ValueError(f"x must have shape (N, {self.dim}); got {tuple(t.shape)}")
         return t
 
-    def joint_log_prob(self, x: Any) -> torch.Tensor:
+    def joint_log_prob(self, x: ArrayLike) -> torch.Tensor:
         """``log p(y) + log N(x; mu_y, s_y^2 I)``, shape (N, M), float64."""
         t = self._x(x)
         # |x - mu|^2 without an (N, M, D) tensor.
@@ -156,16 +156,16 @@ class GaussianMixture:
         log_norm = -0.5 * self.dim * (_LOG_2PI + var.log())
         return self.prior.log() + log_norm - 0.5 * sq / var
 
-    def log_prob(self, x: Any) -> torch.Tensor:
+    def log_prob(self, x: ArrayLike) -> torch.Tensor:
         """Mixture log-density ``log p(x)``, shape (N,)."""
         return torch.logsumexp(self.joint_log_prob(x), dim=1)
 
-    def posterior_log_prob(self, x: Any) -> torch.Tensor:
+    def posterior_log_prob(self, x: ArrayLike) -> torch.Tensor:
         """``log p(y|x)``, shape (N, M): the Bayes-optimal classifier's log-probabilities."""
         joint = self.joint_log_prob(x)
         return joint - torch.logsumexp(joint, dim=1, keepdim=True)
 
-    def pointwise_mi(self, x: Any, y: Any) -> torch.Tensor:
+    def pointwise_mi(self, x: ArrayLike, y: ArrayLike) -> torch.Tensor:
         """True point-wise MI ``log p(y|x) / p(y)`` of labelled samples, shape (N,)."""
         lp = self.posterior_log_prob(x)
         t = as_tensor(y, "y").long().cpu()

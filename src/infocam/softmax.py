@@ -20,13 +20,14 @@ prior enters the *training* loss. (That post-hoc rule is ``predict(n, train_prio
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from infocam._validation import (
+    ArrayLike,
     as_tensor,
     check_floating,
     check_integer_labels,
@@ -43,9 +44,10 @@ __all__ = [
 ]
 
 _REDUCTIONS = ("mean", "sum", "none")
+Reduction = Literal["mean", "sum", "none"]
 
 
-def _check_logits(logits: Any, name: str = "logits", *, min_dim: int = 1) -> torch.Tensor:
+def _check_logits(logits: ArrayLike, name: str = "logits", *, min_dim: int = 1) -> torch.Tensor:
     x = check_floating(as_tensor(logits, name), name)
     if x.dim() < min_dim:
         raise ValueError(f"{name} must have at least {min_dim} dimension(s); got {x.dim()}-D")
@@ -53,7 +55,7 @@ def _check_logits(logits: Any, name: str = "logits", *, min_dim: int = 1) -> tor
 
 
 def _log_prior_along(
-    prior: Any, logits: torch.Tensor, dim: int, name: str = "prior"
+    prior: ArrayLike | None, logits: torch.Tensor, dim: int, name: str = "prior"
 ) -> torch.Tensor:
     """Validated ``log p`` shaped to broadcast against ``logits`` along ``dim``."""
     m = logits.shape[dim]
@@ -63,7 +65,9 @@ def _log_prior_along(
     return p.log().to(logits.dtype).reshape(shape)
 
 
-def log_pc_softmax(logits: Any, prior: Any = None, dim: int = -1) -> torch.Tensor:
+def log_pc_softmax(
+    logits: ArrayLike, prior: ArrayLike | None = None, dim: int = -1
+) -> torch.Tensor:
     r"""Log of the probability-corrected softmax along ``dim``.
 
     ``log_pc_softmax(n, p)_y = n_y - log sum_j p_j exp(n_j)``, computed as
@@ -94,7 +98,7 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def pc_softmax(logits: Any, prior: Any = None, dim: int = -1) -> torch.Tensor:
+def pc_softmax(logits: ArrayLike, prior: ArrayLike | None = None, dim: int = -1) -> torch.Tensor:
     r"""Probability-corrected softmax ``exp(n_y) / sum_j p_j exp(n_j)``.
 
     It estimates the density ratio ``p(y|x) / p(y)``, not a distribution over classes: the
@@ -144,7 +148,7 @@ def _pc_cross_entropy(
 
 
 def pc_softmax_cross_entropy(
-    logits: Any, target: Any, prior: Any, reduction: str = "mean"
+    logits: ArrayLike, target: ArrayLike, prior: ArrayLike, reduction: Reduction = "mean"
 ) -> torch.Tensor:
     r"""PC-softmax cross-entropy ``-log_pc_softmax(n, p)_y = logsumexp_j(n_j + log p_j) - n_y``.
 
@@ -178,7 +182,7 @@ class PCSoftmaxCrossEntropy(nn.Module):
 
     log_prior: torch.Tensor
 
-    def __init__(self, prior: Any, reduction: str = "mean") -> None:
+    def __init__(self, prior: ArrayLike, reduction: Reduction = "mean") -> None:
         super().__init__()
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}")
@@ -208,7 +212,7 @@ class PCSoftmaxCrossEntropy(nn.Module):
 
 
 def class_prior(
-    labels: Any, num_classes: int, *, dtype: torch.dtype = torch.float32
+    labels: ArrayLike, num_classes: int, *, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Empirical class frequencies ``p_k = #{i: y_i = k} / N`` as a (num_classes,) tensor.
 
@@ -235,7 +239,12 @@ def class_prior(
     return (counts.to(torch.float64) / y.numel()).to(dtype)
 
 
-def predict(logits: Any, target_prior: Any = None, *, train_prior: Any = None) -> torch.Tensor:
+def predict(
+    logits: ArrayLike,
+    target_prior: ArrayLike | None = None,
+    *,
+    train_prior: ArrayLike | None = None,
+) -> torch.Tensor:
     r"""Class prediction from logits, for the test distribution you care about.
 
     For a PC-softmax-trained model the logits estimate PMI up to a per-sample constant:

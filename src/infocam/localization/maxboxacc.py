@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -167,7 +167,7 @@ class MaxBoxAccEvaluator(CountingEvaluator):
         cam_curve_interval: float = 0.01,
         multi_contour: bool = True,
         num_threads: int | None = None,
-        backend: str = "auto",
+        backend: Literal["auto", "compiled", "opencv"] = "auto",
     ) -> None:
         if backend not in ("auto", "compiled", "opencv"):
             raise ValueError(f"backend must be 'auto', 'compiled' or 'opencv'; got {backend!r}")

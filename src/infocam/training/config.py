@@ -7,7 +7,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["AMP_MODES", "METRICS", "OPTIMIZERS", "SCHEDULES", "TrainConfig"]
 
@@ -34,9 +34,9 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
-    optimizer: str = "adam"
+    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
     momentum: float = 0.9
-    schedule: str = "constant"
+    schedule: Literal["constant", "cosine", "step"] = "constant"
     lr_step: int = 30
     lr_gamma: float = 0.1
     grad_clip: float | None = None
@@ -45,14 +45,14 @@ class TrainConfig:
     resume: bool | str | Path = False
     quiet: bool = False
     device: str | None = None
-    amp: str = "off"
+    amp: Literal["off", "fp16", "bf16"] = "off"
     channels_last: bool | None = None
     sync_batchnorm: bool = False
     workers: int | None = None
     eval_batch_size: int | None = None
     out: str | Path | None = None
     skip_corrupt: bool = False
-    select_metric: str = "accuracy"
+    select_metric: Literal["accuracy", "balanced_accuracy", "loss"] = "accuracy"
     restore_best: bool = True
 
     def __post_init__(self) -> None:
