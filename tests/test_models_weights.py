@@ -134,7 +134,7 @@ def test_missing_unsafe_and_non_state_dict_files(tmp_path):
         small_gap_cnn(3, weights=missing)
     unsafe = tmp_path / "unsafe.pth"
     torch.save({"state_dict": small_gap_cnn(3).state_dict(), "obj": Path("x")}, unsafe)
-    with pytest.raises(CheckpointError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match="PosixPath, which could run code"):
         small_gap_cnn(3, weights=unsafe)
     listing = tmp_path / "list.pth"
     torch.save([torch.zeros(2)], listing)
@@ -242,3 +242,19 @@ def test_load_classifier_our_arch_with_a_torchvision_name_says_what_to_use():
         load_classifier("resnet18_gap", "IMAGENET1K_V1")
     with pytest.raises(FileNotFoundError, match=r"nope\.pt"):
         load_classifier("resnet18_gap", "nope.pt")
+
+
+def test_torchvision_builders_read_the_hub_safely_only_inside_the_block(tmp_path, monkeypatch):
+    from torchvision.models import WeightsEnum
+
+    from infocam._safe_load import torchvision_hub_loads_safely
+
+    original = WeightsEnum.get_state_dict
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    target = tmp_path / "hub" / "checkpoints" / Path(ResNet18_Weights.IMAGENET1K_V1.url).name
+    target.parent.mkdir(parents=True)
+    target.write_text("not torch")
+    with pytest.raises(CheckpointError, match="not a readable torch file"):
+        with torchvision_hub_loads_safely():
+            torchvision.models.resnet18(weights="IMAGENET1K_V1")
+    assert WeightsEnum.get_state_dict is original  # restored after an error too

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from infocam._safe_load import safe_torch_load, torchvision_hub_loads_safely
 from infocam.models.gap import resnet18_gap, resnet50_gap, small_gap_cnn, vgg16_gap
 from infocam.models.inception import inception_v3
 from infocam.models.mnist import mnist_cnn
@@ -155,13 +156,9 @@ def load_classifier(
             )
         w = resolve_weights_name(weights, torchvision.models.get_model_weights(arch), arch)
         torchvision_weights_file(w)  # cached (or downloaded) first: a clear error offline
-        return torchvision.models.get_model(arch, weights=w).eval()
-    if not path.is_file():
-        raise FileNotFoundError(2, "weights file not found", str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot load weights {path}: {exc}") from exc
+        with torchvision_hub_loads_safely():  # torchvision's own read is weights_only=False
+            return torchvision.models.get_model(arch, weights=w).eval()
+    state = safe_torch_load(path, what="weights file")
     if isinstance(state, dict):
         for k in ("state_dict", "model"):
             if isinstance(state.get(k), dict):

@@ -22,7 +22,6 @@ the missing and unexpected keys and the shape mismatches.
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 from torchvision.models import WeightsEnum
 
+from infocam._safe_load import safe_torch_load
 from infocam.errors import CheckpointError
 
 __all__ = ["TorchvisionSource", "WeightsLike", "load_weights"]
@@ -245,17 +245,7 @@ def torchvision_weights_file(weights: WeightsEnum) -> Path:
 
 
 def _load_file(path: Path) -> object:
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path} (looked for {path.resolve()})")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"weights file {path} cannot be loaded safely with weights_only=True "
-            f"(it holds more than tensors): {str(exc).splitlines()[0]}"
-        ) from exc
-    except (RuntimeError, EOFError, ValueError) as exc:
-        raise CheckpointError(f"weights file {path} is not a readable torch file: {exc}") from exc
+    return safe_torch_load(path, what="weights file")
 
 
 def _unwrap(obj: object, source: str) -> dict[str, torch.Tensor]:

@@ -13,13 +13,10 @@ refused with a :class:`~infocam.errors.CheckpointError`.
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
-import pickle
 import tempfile
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,6 +24,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
+from infocam._safe_load import safe_torch_load
 from infocam.errors import CheckpointError
 
 __all__ = ["atomic_write", "load_checkpoint", "load_model_state", "save_checkpoint"]
@@ -108,27 +106,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     :class:`~infocam.errors.CheckpointError`; a missing file raises ``FileNotFoundError``.
     """
     path = Path(path)
-    if not path.is_file():
-        where = "folder exists" if path.parent.is_dir() else "folder does not exist either"
-        raise FileNotFoundError(
-            errno.ENOENT, f"checkpoint not found (its {where})", str(path.resolve())
-        )
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        detail = str(exc).strip().splitlines()
-        hint = next((line for line in detail if "GLOBAL" in line or "global" in line), "")
-        raise CheckpointError(
-            f"refusing to load {path}: it stores Python objects that would run code when "
-            f"loaded, not just tensors and numbers{f' ({hint.strip()})' if hint else ''}. "
-            "If you trust the file, load it with torch.load(path, weights_only=False) and "
-            "save the state dict alone"
-        ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt?): {first}"
-        ) from exc
+    state = safe_torch_load(path, what="checkpoint", map_location=map_location)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict")
     return state
