@@ -49,6 +49,16 @@ def _load(path: Path) -> dict:
     return data
 
 
+def _where(meta: dict) -> str:
+    """The machine's share of a "how measured" line: CPUs and load, when the file records them."""
+    if "cpus" not in meta or "load_1min" not in meta:
+        return ""
+    return (
+        f"; {meta['cpus']} CPUs, 1-minute load average {meta['load_1min']:.1f} at the end "
+        "(this run included)"
+    )
+
+
 def render_loss_overhead(path: Path) -> list[str]:
     """``loss_overhead.py``: forward + backward time of each loss against F.cross_entropy."""
     data = _load(path)
@@ -62,7 +72,7 @@ def render_loss_overhead(path: Path) -> list[str]:
         f"How measured: `python benchmarks/loss_overhead.py`, forward + backward, "
         f"N={meta['n']}, M={meta['m']}, float32, median of {meta['repeats']} interleaved "
         f"repeats, torch {meta['torch']}, {meta['threads']} CPU thread(s), "
-        f"{meta['machine']}{cuda}.",
+        f"{meta['machine']}{cuda}{_where(meta)}.",
         "",
         *_table(["device", "loss", "median ms", "vs F.cross_entropy"], rows, "llrr"),
     ]
@@ -85,7 +95,7 @@ def render_training_epoch(path: Path) -> list[str]:
     return [
         f"How measured: `python benchmarks/training_epoch.py`, {args['n']:,} x 784 inputs, MLP "
         f"784-256-10, Adam, batch {args['batch']}, median of {args['repeats']} interleaved "
-        f"repeats, torch {meta['torch']}, {meta['threads']} CPU thread(s).",
+        f"repeats, torch {meta['torch']}, {meta['threads']} CPU thread(s){_where(meta)}.",
         "",
         *_table(["device", "method", "seconds", "samples/s", "vs DataLoader"], rows, "llrrr"),
     ]
@@ -126,7 +136,7 @@ def render_cam_pipeline(path: Path) -> list[str]:
         f"How measured: `python benchmarks/cam_pipeline.py`, N={args['n']} features "
         f"2048x14x14 -> 224x224, M=1000, {args['threads']} torch thread(s) for the pipeline, "
         f"best of {args['repeat']}; MaxBoxAccV2 on {args['n_maxbox']} float32 maps per family, "
-        "ms per image.",
+        f"ms per image{_where(data.get('meta', {}))}.",
         "",
         *_table(
             [

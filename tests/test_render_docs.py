@@ -30,6 +30,8 @@ def _fixture(root: Path) -> Path:
         "threads": 1,
         "machine": "x86_64",
         "cuda": None,
+        "cpus": 2,
+        "load_1min": 3.14,
     }
     rows = [
         {"device": "cpu", "loss": "F.cross_entropy (baseline)", "median_ms": 2.0, "ratio": 1.0},
@@ -52,6 +54,7 @@ def test_the_block_is_rewritten_from_the_results_file_and_the_rest_is_kept(tmp_p
     assert "old table" not in text
     assert "| cpu | `PCSoftmaxCrossEntropy` | 2.50 | 1.25x |" in text
     assert "N=8, M=3, float32, median of 2 interleaved repeats, torch 2.x, 1 CPU thread(s)" in text
+    assert "x86_64; 2 CPUs, 1-minute load average 3.1 at the end (this run included)." in text
     assert text.startswith("# Title\n\nkept above\n\n<!-- begin generated: ")
     assert text.endswith(f"<!-- end generated: {LOSS} -->\n\nkept below\n")
     # a second run changes nothing, and --check agrees
