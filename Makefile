@@ -46,13 +46,15 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 
 # Speed/accuracy against the alternatives users pick (peers from the bench extra); tables go to
-# stdout and benchmarks/results/. Minutes on 2 cores; `python benchmarks/X.py --help` for more.
+# stdout and benchmarks/results/ (committed), then render_docs.py rewrites the generated tables
+# in docs/ from those files. Minutes on 2 cores; `python benchmarks/X.py --help` for more.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
 	$(BIN)/python benchmarks/loss_overhead.py
 	$(BIN)/python benchmarks/training_epoch.py
 	$(BIN)/python benchmarks/cam_pipeline.py --quick
 	$(BIN)/python benchmarks/mi_peers.py
+	$(BIN)/python benchmarks/render_docs.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -373,6 +374,12 @@ def main(argv=None) -> int:
     (RESULTS / "cam_pipeline.md").write_text("```\n" + text + "\n```\n")
     payload = {
         "args": vars(args),
+        "meta": {
+            "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_1min": round(os.getloadavg()[0], 2),  # other jobs on the machine
+        },
         "pipeline": [{"name": n, "seconds": t, "images_per_s": i} for n, t, i in rows],
         "resnet50_forward_ms": t_fwd * 1e3,
         "maps_ms_per_image": t_map * 1e3,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -97,6 +98,8 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "cpus": os.cpu_count(),
+        "load_1min": round(os.getloadavg()[0], 2),  # other jobs on the machine
     }
     path = args.out / "loss_overhead.json"
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

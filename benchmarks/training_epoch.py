@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -125,7 +126,8 @@ def main() -> None:
             print(f"{name:28s} {med:8.3f} {args.n / med:10.0f} {base / med:13.2f}x")
     out = Path(__file__).parent / "results" / "training_epoch.json"
     out.parent.mkdir(exist_ok=True)
-    meta = {"torch": torch.__version__, "python": platform.python_version(), "threads": 1}
+    meta = {"torch": torch.__version__, "python": platform.python_version(), "threads": 1,
+            "cpus": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
     out.write_text(json.dumps({"args": vars(args), "meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"\nwrote {out}")
 
