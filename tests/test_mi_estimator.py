@@ -39,14 +39,15 @@ def test_reexport():
 
 
 def test_fit_does_not_import_torchvision():
-    # The core MI estimator needs torch only: measuring information must not pay for
-    # torchvision's import (nor need it installed). A fresh interpreter sees what fit loads.
+    # The core MI estimator needs torch only: measuring information (the API or `infocam mi`)
+    # must not pay for torchvision's import. A fresh interpreter sees what fit loads.
     code = (
         "import sys, torch\n"
         "from infocam import ClassifierMIEstimator\n"
         "x = torch.randn(40, 2); y = torch.arange(40) % 2\n"
         "est = ClassifierMIEstimator(hidden=(4,), max_epochs=1).fit(x, y)\n"
         "est.models_[0](x[:2].float())\n"
+        "import infocam.experiments.mi_file  # infocam mi: reading a table, then the same fit\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(infocam.__file__).parents[1])}

@@ -6,13 +6,38 @@ the pixels ``x1..x2`` and ``y1..y2``; its width is ``x2 - x1 + 1``). The box-awa
 in :mod:`infocam.data.transforms` keep boxes consistent with resize, crop and flip.
 """
 
-from infocam.data import transforms
-from infocam.data._idx import IDXFormatError, read_idx
-from infocam.data.cluttered import ClutteredDigits, render_cluttered
-from infocam.data.cub import CUB200
-from infocam.data.imbalance import balanced_subset, imbalanced_subset, stratified_split
-from infocam.data.mnist import MNISTData, load_fashion_mnist, load_mnist
-from infocam.data.tiny_imagenet import TinyImageNet
+import importlib
+from typing import Any
+
+# Each public name and the module it lives in, imported on first use: reading a table
+# (infocam mi) or MNIST does not load torchvision, which only the image datasets need.
+_WHERE = {
+    "CUB200": "cub",
+    "ClutteredDigits": "cluttered",
+    "IDXFormatError": "_idx",
+    "MNISTData": "mnist",
+    "TinyImageNet": "tiny_imagenet",
+    "balanced_subset": "imbalance",
+    "imbalanced_subset": "imbalance",
+    "load_fashion_mnist": "mnist",
+    "load_mnist": "mnist",
+    "read_idx": "_idx",
+    "render_cluttered": "cluttered",
+    "stratified_split": "imbalance",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "transforms":
+        return importlib.import_module(f"{__name__}.transforms")
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "CUB200",
