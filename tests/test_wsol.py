@@ -20,6 +20,7 @@ from infocam.experiments.wsol import (
 )
 from infocam.experiments.wsol_eval import (
     BoxSetting,
+    WSOLEvalOptions,
     evaluate_localization,
     evaluate_wsol,
     localization_grid,
@@ -119,6 +120,28 @@ def test_bad_grid_and_methods():
         localization_grid(model, data, methods=("gradcam",))
     with pytest.raises(ValueError, match="empty"):
         localization_grid(model, _Images(0, CORE))
+
+
+def test_one_options_object_carries_the_settings():
+    model, data = _known_model(), _Images(3, CORE)
+    options = WSOLEvalOptions(methods=("cam",), regions=(1, 2), thresholds=(0.3, 0.6), batch_size=2)
+    assert options.regions == (1, 2) and options.thresholds == (0.3, 0.6)
+    # the options object and the same settings as keywords give the same result; keywords
+    # override the object's fields
+    by_object = evaluate_wsol(model, data, data, options)
+    by_keywords = evaluate_wsol(
+        model, data, data, methods=("cam",), regions=(1, 2), thresholds=(0.3, 0.6), batch_size=2
+    )
+    assert by_object["settings"] == by_keywords["settings"]
+    assert by_object["test"] == by_keywords["test"]
+    assert by_object["val_grid"] == by_keywords["val_grid"]
+    assert list(localization_grid(model, data, options, methods=("infocam",))) == ["infocam"]
+    with pytest.raises(TypeError, match="region_size"):
+        localization_grid(model, data, options, region_size=3)
+    with pytest.raises(TypeError, match="options must be a WSOLEvalOptions"):
+        evaluate_wsol(model, data, data, {"regions": (1,)})
+    with pytest.raises(ValueError, match="batch_size"):
+        WSOLEvalOptions(batch_size=0)
 
 
 def test_collate_keeps_box_lists():
