@@ -92,7 +92,11 @@ def test_mi_on_npz(tmp_path, capsys):
         ("a,label\n1,0.5\n2,1\n", ["--label", "label"], "integer class labels"),
         ("a,label\n1,cat\n2,dog\n", ["--label", "label"], "integer class labels"),
         ("a,label\nx,0\n2,1\n", ["--label", "label"], "numeric"),
-        ("a,label\nnan,0\n2,1\n3,0\n4,1\n", ["--label", "label"], "X must be finite"),
+        (
+            "a,label\nnan,0\n2,1\n3,0\n4,1\n",
+            ["--label", "label"],
+            "feature 'a' holds nan in data row 1",
+        ),
         ("a,label\n1,0\n2,0\n3,0\n", ["--label", "label"], "at least 2 classes"),
         ("a,label\n1,0\n2,1\n3,0\n4,1\n", ["--label", "label"], "fewer than 2|has 1 sample"),
     ],

@@ -93,8 +93,11 @@ def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
 
 
 def write_json(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n"
+    """Write ``obj`` as indented JSON, atomically. Always valid JSON: NaN and +-inf (which
+    JSON cannot hold; ``json.dumps`` would write bare ``NaN``) are written as ``null``."""
+    from infocam.training.progress import clean_json
+
+    text = json.dumps(clean_json(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
     return atomic_write(path, lambda f: f.write(text.encode()))
 
 
