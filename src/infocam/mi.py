@@ -865,12 +865,14 @@ def _robust_centre_scale(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     halved values so that nothing overflows (``q75 - q25`` of a column spanning +-1e308 would);
     the scale is at most the largest float64.
     """
-    srt = x.sort(dim=0).values
+    srt = x.T.sort(dim=1).values.T  # a column per contiguous row: 10x faster than dim=0
     centre = _quantile_sorted(srt, 0.5)
     half = (_quantile_sorted(srt, 0.75) / 2 - _quantile_sorted(srt, 0.25) / 2) / _IQR_PER_SIGMA
-    dev = (x / 2 - centre / 2).abs()
-    tied = torch.nanmedian(torch.where(dev > 0, dev, torch.nan), dim=0).values
-    half = torch.where(half > 0, half, torch.where(tied > 0, tied, 0.5))  # NaN > 0 is False
+    tied = torch.nonzero(half == 0).flatten()
+    if tied.numel():  # rare: only those columns
+        dev = (x[:, tied] / 2 - centre[tied] / 2).abs()
+        other = torch.nanmedian(torch.where(dev > 0, dev, torch.nan), dim=0).values
+        half[tied] = torch.where(other > 0, other, 0.5)  # all equal (NaN): a constant column
     return centre, (2 * half).clamp(max=torch.finfo(torch.float64).max)
 
 
@@ -964,13 +966,23 @@ def _copy_groups(x: torch.Tensor) -> torch.Tensor | None:
     keeps a group whole. Rows whose features are all integers (counts, categories, flags)
     repeat naturally in i.i.d. data and are split freely; so are rows seen once.
     """
-    xc = x.cpu()
-    _, inverse, counts = torch.unique(xc, dim=0, return_inverse=True, return_counts=True)
-    copied = (counts[inverse] > 1) & (xc != xc.round()).any(1)
+    xc = x.cpu().contiguous()
+    n = xc.shape[0]
+    # A hash of each row's bits first (a 1-D unique is ~10x faster than torch.unique(dim=0));
+    # only rows whose hash repeats are compared exactly.
+    mult = torch.randint(1, 2**62, (xc.shape[1],), generator=torch.Generator().manual_seed(0))
+    h = (xc.view(torch.int64) * (2 * mult + 1)).sum(1)  # wraps around: fine for a hash
+    _, inverse, counts = torch.unique(h, return_inverse=True, return_counts=True)
+    maybe = torch.nonzero((counts[inverse] > 1) & (xc != xc.round()).any(1)).flatten()
+    if not maybe.numel():
+        return None
+    _, inverse, counts = torch.unique(xc[maybe], dim=0, return_inverse=True, return_counts=True)
+    copied = counts[inverse] > 1
     if not bool(copied.any()):
         return None
-    n = xc.shape[0]
-    return torch.where(copied, n + inverse, torch.arange(n))
+    groups = torch.arange(n)
+    groups[maybe[copied]] = n + inverse[copied]
+    return groups
 
 
 def _groups_in_random_order(
