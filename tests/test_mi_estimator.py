@@ -624,3 +624,14 @@ def test_copies_stay_together_in_every_split_even_with_different_labels():
     # Integer features repeat in i.i.d. data (categories, counts): split freely.
     assert _copy_groups(torch.randint(0, 3, (300, 2)).double()) is None
     assert _copy_groups(torch.randn(300, 2, dtype=torch.float64)) is None
+
+
+def test_too_few_distinct_rows_of_a_class_says_copies_go_together():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat(
+        [torch.randn(40, 2, generator=gen, dtype=torch.float64)]
+        + [torch.randn(1, 2, generator=gen, dtype=torch.float64)] * 6
+    )
+    y = torch.cat([torch.arange(40) % 2, torch.full((6,), 2)])
+    with pytest.raises(ValueError, match=r"class 2 has 0 sample.*5 rows are copies of others"):
+        ClassifierMIEstimator(cv=5, **FAST).fit_estimate(x, y)

@@ -406,6 +406,11 @@ class ClassifierMIEstimator:
                     f", so with these settings a class needs {need}; class {label} has {exc.total}"
                 )
             msg += ": give more samples of it, or leave it out"
+            if getattr(self, "_groups", None) is not None:  # copies are dealt out whole
+                msg += (
+                    f" ({self.n_duplicate_rows_} rows are copies of others and go to a split "
+                    "together with them)"
+                )
             if folds:  # more folds: more training data per member, but smaller folds
                 works = [k for k in range(2, 21) if _min_class_size(k, **sizes) <= exc.total]
                 if works:
