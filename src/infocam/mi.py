@@ -149,9 +149,23 @@ def mutual_information(
     count = pmi.shape[0]
     if count < 2:
         raise ValueError(f"logits must hold at least 2 samples for a standard error; got {count}")
-    value = float(pmi.mean())
-    stderr = float(pmi.std(unbiased=True)) / math.sqrt(count)
-    return MIEstimate(value, stderr, count, "nat").to(unit)
+    _check_finite_pmi(pmi, "the logits are finite but too far apart for their dtype")
+    return _estimate_from_pmi(pmi, unit)
+
+
+class NonFiniteEstimateError(ValueError):
+    """The point-wise MI holds NaN or inf, so no estimate can be given (never returned as
+    ``nan ± nan``); the message names the cause."""
+
+
+def _check_finite_pmi(pmi: torch.Tensor, cause: str) -> None:
+    bad = ~torch.isfinite(pmi)
+    if bool(bad.any()):
+        n_nan = int(torch.isnan(pmi).sum())
+        raise NonFiniteEstimateError(
+            f"no finite MI estimate: {int(bad.sum())} of {pmi.numel()} point-wise MI values are "
+            f"not finite ({n_nan} NaN, {int(bad.sum()) - n_nan} inf); cause: {cause}"
+        )
 
 
 class ClassifierMIEstimator:
@@ -204,11 +218,23 @@ class ClassifierMIEstimator:
     ``None`` draws a fresh seed for each fit, as in scikit-learn; it is kept in ``seed_``.
     ``device``: where the networks train (``None``: the CPU; ``"cuda"``, ``"cuda:1"``, ...).
 
-    Each member standardises its features with the mean and standard deviation of the rows it
-    is fitted on (its training and validation splits; never its held-out test rows):
-    ``member_mean_``, ``member_scale_`` (K, D). ``mean_``, ``scale_`` (of all rows given) are
-    only a fixed change of coordinates before that: each exported ``models_[j]`` takes
-    ``(x - mean_) / scale_``, its own standardisation folded into its first layer.
+    Features are first put on a robust common scale, ``z = (x - mean_) / scale_`` with
+    ``mean_`` the median and ``scale_`` the IQR / 1.349 of each column of all rows given (the
+    labels unused), computed without overflow; values beyond ``|z| = 10`` are compressed
+    logarithmically and capped at ``|z| = 20`` (order kept up to about 22,000), so one wild
+    entry (1e308) neither overflows nor flattens its column. Data within 10 robust standard
+    deviations of the median are untouched (the paper's mixtures are). Then each member
+    standardises with the mean and standard deviation of the rows it is fitted on (its
+    training and validation splits; never its held-out test rows): ``member_mean_``,
+    ``member_scale_`` (K, D, in the units of X where nothing was compressed). Each exported
+    ``models_[j]`` takes ``z`` (compressed), its own standardisation folded into its first
+    layer.
+
+    Rows that are copies of one another (exactly the same features, one or more not an
+    integer: not separate draws of continuous data) are kept in one split by every split,
+    fold and learning-curve half, and count as one draw in the standard error (cluster-robust);
+    ``n_duplicate_rows_`` counts the rows that repeat another's. Rows with all-integer
+    features repeat naturally and are split freely.
     Learned attributes: ``classes_``, ``n_classes_``, ``prior_``, ``seed_``, ``mean_``,
     ``scale_``, ``models_`` (list of ``nn.Module``), ``temperatures_``, ``best_epochs_``,
     ``val_loss_``; after ``fit_estimate`` also ``estimate_``, ``accuracy_``, and per held-out
@@ -351,7 +377,7 @@ class ClassifierMIEstimator:
         gen = torch.Generator().manual_seed(self.seed_)
         all_idx = torch.arange(t.shape[0])
         splits = [
-            _stratified_split(t, all_idx, self.val_fraction, gen, "validation")
+            _stratified_split(t, all_idx, self.val_fraction, gen, "validation", self._groups)
             for _ in range(self.n_ensemble)
         ]
         self._train(x, t, splits)
@@ -380,6 +406,11 @@ class ClassifierMIEstimator:
                     f", so with these settings a class needs {need}; class {label} has {exc.total}"
                 )
             msg += ": give more samples of it, or leave it out"
+            if getattr(self, "_groups", None) is not None:  # copies are dealt out whole
+                msg += (
+                    f" ({self.n_duplicate_rows_} rows are copies of others and go to a split "
+                    "together with them)"
+                )
             if folds:  # more folds: more training data per member, but smaller folds
                 works = [k for k in range(2, 21) if _min_class_size(k, **sizes) <= exc.total]
                 if works:
@@ -400,9 +431,16 @@ class ClassifierMIEstimator:
         self.seed_ = secrets.randbits(62) if self.random_state is None else int(self.random_state)
         t = self._encode(labels)
         self.n_features_in_ = x.shape[1]
-        self.mean_ = x.mean(0)
-        std = x.std(0)
-        self.scale_ = torch.where(std > 0, std, torch.ones_like(std))
+        # Robust and overflow-free (a 1e308 entry or a column scaled by 1e160 must neither
+        # overflow nor flatten the column): see _robust_centre_scale and _standardise.
+        self.mean_, self.scale_ = _robust_centre_scale(x)
+        # Copies of a row (same non-integer features) stay in one split: see _copy_groups.
+        self._groups = _copy_groups(x)
+        self.n_duplicate_rows_ = (
+            0
+            if self._groups is None
+            else int(self._groups.numel() - torch.unique(self._groups).numel())
+        )
         self.prior_ = torch.bincount(t, minlength=self.n_classes_).double() / t.numel()
         return t
 
@@ -438,7 +476,7 @@ class ClassifierMIEstimator:
             # on Table 2 it removed almost nothing, the shortfall there shrinks with steps.)
             gen = torch.Generator().manual_seed(self.seed_ + 1)
             halves = [
-                (_stratified_split(t, tr, 0.5, gen, "learning-curve half")[1], va)
+                (_stratified_split(t, tr, 0.5, gen, "learning-curve half", self._groups)[1], va)
                 for tr, va in splits
             ]
             half, half_priors = self._fit_members(xs, td, halves, self.feature_mask_)
@@ -453,16 +491,15 @@ class ClassifierMIEstimator:
 
     def _member_standardisation(
         self, xs: torch.Tensor, splits: list[tuple[torch.Tensor, torch.Tensor]]
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each member's (shift, scale) (K, D) of ``xs``: the mean and standard deviation of
         the rows it is fitted on (training + validation), so that no held-out row shapes its
-        inputs. None when every member sees every row (``fit``): the global ones then are its
-        own. The learning-curve twins reuse their member's (a fixed change of coordinates)."""
+        inputs. ``xs`` is bounded (``_standardise``), so one wild row cannot inflate a
+        standard deviation. The learning-curve twins reuse their member's (a fixed change of
+        coordinates)."""
         rows = [torch.cat([tr, va]).to(xs.device) for tr, va in splits]
-        if all(r.numel() == xs.shape[0] for r in rows):
-            self.member_mean_ = self.mean_.expand(len(rows), -1).clone()
-            self.member_scale_ = self.scale_.expand(len(rows), -1).clone()
-            return None
+        # Also when every member sees every row (fit): xs are robust z-scores, and the network
+        # is fed mean / standard-deviation standardised inputs either way.
         mean = torch.stack([xs[r].double().mean(0) for r in rows])
         std = torch.stack([xs[r].double().std(0) for r in rows])  # every member has >= 4 rows
         std = torch.where(std > 0, std, torch.ones_like(std))
@@ -559,7 +596,11 @@ class ClassifierMIEstimator:
         return result
 
     def _standardise(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x - self.mean_) / self.scale_).float()
+        """``compress((x - mean_) / scale_)`` as float32: robust z-scores, bounded (see
+        :func:`_compress_tails`). Halved operands keep ``x - mean_`` from overflowing; halving
+        is exact, so the quotient is bit for bit ``(x - mean_) / scale_`` where that is finite."""
+        z = (x / 2 - self.mean_ / 2) / (self.scale_ / 2)
+        return _compress_tails(z).float()
 
     # ------------------------------------------------------------------------ inference
     def _check_fitted(self) -> None:
@@ -647,7 +688,9 @@ class ClassifierMIEstimator:
         (bias-corrected if the estimator was fitted with a ``bias_correction`` and
         ``corrected``; the plain held-out value, a lower bound in expectation, otherwise)."""
         check_unit(unit)
-        return _estimate_from_pmi(self.pointwise_mi(X, y, corrected=corrected), unit)
+        pmi = self.pointwise_mi(X, y, corrected=corrected)
+        groups = _copy_groups(_as_features(X, device=torch.device("cpu")))  # copies: one draw
+        return _estimate_from_pmi(pmi, unit, groups)
 
     def fit_estimate(
         self, X: Any, y: Any, test_fraction: float = 0.2, unit: str = "nat"
@@ -673,17 +716,19 @@ class ClassifierMIEstimator:
         if self.cv is None:
             if not 0.0 < test_fraction < 1.0:
                 raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
-            rest, test = _stratified_split(t, all_idx, test_fraction, gen, "test")
+            rest, test = _stratified_split(t, all_idx, test_fraction, gen, "test", self._groups)
             folds = [test]
         else:
-            folds = _stratified_folds(t, self.cv, gen)
+            folds = _stratified_folds(t, self.cv, gen, self._groups)
         splits, member_folds = [], []
         for f, test in enumerate(folds):
             keep = torch.ones(t.shape[0], dtype=torch.bool)
             keep[test] = False
             rest = all_idx[keep]
             for _ in range(self.n_ensemble):
-                splits.append(_stratified_split(t, rest, self.val_fraction, gen, "validation"))
+                splits.append(
+                    _stratified_split(t, rest, self.val_fraction, gen, "validation", self._groups)
+                )
                 member_folds.append(f)
         self._train(x, t, splits)
         self.member_folds_ = torch.tensor(member_folds)
@@ -707,8 +752,9 @@ class ClassifierMIEstimator:
         self.pointwise_ = pmi[scored]
         td = t.to(x.device)[scored]
         self.accuracy_ = float((self.heldout_log_proba_.argmax(1) == td).double().mean())
-        self.lower_bound_ = _estimate_from_pmi(plain[scored], unit)
-        estimate = _estimate_from_pmi(self.pointwise_, unit)
+        groups = None if self._groups is None else self._groups[scored.cpu()]
+        self.lower_bound_ = _estimate_from_pmi(plain[scored], unit, groups)
+        estimate = _estimate_from_pmi(self.pointwise_, unit, groups)
         if self.bias_correction is not None and len(folds) > 1:
             # The correction adds the twins' training noise, which the per-sample spread does
             # not see: take the random-effects (DerSimonian-Laird) standard error over folds,
@@ -744,13 +790,36 @@ _ESTIMATOR_PARAMS = (
 )
 
 
-def _estimate_from_pmi(pmi: torch.Tensor, unit: str) -> MIEstimate:
+_DIVERGED = (
+    "the classifier's log-probabilities overflowed (training diverged); try a smaller lr, "
+    "fewer epochs or a smaller network"
+)
+
+
+def _estimate_from_pmi(
+    pmi: torch.Tensor, unit: str, groups: torch.Tensor | None = None
+) -> MIEstimate:
+    """Mean point-wise MI ± its standard error. ``groups`` (N,) ids of rows that are copies of
+    one another (``_copy_groups``): their PMIs are one draw, not several, so the standard
+    error is the cluster-robust one, ``sqrt(G / (G - 1) * sum_g (sum_{i in g} r_i)^2) / N``
+    (``r = pmi - mean``, G groups), which is ``std(pmi, ddof=1) / sqrt(N)`` when every row is
+    its own group."""
     pmi = pmi.to(torch.float64)
     count = pmi.shape[0]
     if count < 2:
         raise ValueError(f"need at least 2 held-out samples for a standard error; got {count}")
+    _check_finite_pmi(pmi, _DIVERGED)
     value = float(pmi.mean())
-    stderr = float(pmi.std(unbiased=True)) / math.sqrt(count)
+    if groups is None:
+        stderr = float(pmi.std(unbiased=True)) / math.sqrt(count)
+    else:
+        _, inverse = torch.unique(groups.to(pmi.device), return_inverse=True)
+        sums = torch.zeros(int(inverse.max()) + 1, dtype=torch.float64, device=pmi.device)
+        sums.index_add_(0, inverse, pmi - value)
+        g = sums.numel()
+        stderr = math.sqrt(g / max(g - 1, 1) * float((sums**2).sum())) / count
+    _check_finite_pmi(torch.tensor([value, stderr]), "the point-wise MI values are too large "
+                      "to average in float64")  # fmt: skip
     return MIEstimate(value, stderr, count, "nat").to(unit)
 
 
@@ -772,6 +841,58 @@ def _as_features(X: Any, *, device: torch.device, n_features: int | None = None)
         raise ValueError(f"X must have {n_features} features as in fit; got {x.shape[1]}")
     check_finite(x, "X")
     return x.to(device=device, dtype=torch.float64)
+
+
+# Robust standardisation of the features (before each member's own mean / std one):
+# z = (x - median) / (IQR / 1.349), i.e. in units of a normal's standard deviation; beyond
+# |z| = _KNEE the tail is compressed logarithmically and capped at _CAP (see _compress_tails).
+_IQR_PER_SIGMA = 1.3489795003921634  # 2 * Phi^-1(3/4): a normal's IQR in standard deviations
+_KNEE = 10.0
+_CAP = 20.0  # reached at |z| = _KNEE + e^(_CAP - _KNEE) - 1, about 22,000
+
+
+def _quantile_sorted(srt: torch.Tensor, q: float) -> torch.Tensor:
+    """The ``q`` quantile of each column of column-sorted ``srt`` (linear interpolation, as
+    ``torch.quantile``, which refuses tensors of more than 2**24 elements). A convex
+    combination, so it does not overflow where ``hi - lo`` would."""
+    pos = q * (srt.shape[0] - 1)
+    lo, frac = math.floor(pos), pos - math.floor(pos)
+    hi = min(lo + 1, srt.shape[0] - 1)
+    return srt[lo] * (1.0 - frac) + srt[hi] * frac
+
+
+def _robust_centre_scale(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per column of finite float64 ``x`` (N, D): the median and a robust standard deviation.
+
+    The scale is ``IQR / 1.349``; where the IQR is 0 (a binary or tied column mostly of one
+    value) the median distance from the median of the values that differ from it; 1 for a
+    constant column. No row decides it alone: one entry of 1e308 moves neither. Computed on
+    halved values so that nothing overflows (``q75 - q25`` of a column spanning +-1e308 would);
+    the scale is at most the largest float64.
+    """
+    srt = x.T.sort(dim=1).values.T  # a column per contiguous row: 10x faster than dim=0
+    centre = _quantile_sorted(srt, 0.5)
+    half = (_quantile_sorted(srt, 0.75) / 2 - _quantile_sorted(srt, 0.25) / 2) / _IQR_PER_SIGMA
+    tied = torch.nonzero(half == 0).flatten()
+    if tied.numel():  # rare: only those columns
+        dev = (x[:, tied] / 2 - centre[tied] / 2).abs()
+        other = torch.nanmedian(torch.where(dev > 0, dev, torch.nan), dim=0).values
+        half[tied] = torch.where(other > 0, other, 0.5)  # all equal (NaN): a constant column
+    return centre, (2 * half).clamp(max=torch.finfo(torch.float64).max)
+
+
+def _compress_tails(z: torch.Tensor) -> torch.Tensor:
+    """Identity for ``|z| <= 10``; beyond, ``sign(z) * min(10 + log(1 + |z| - 10), 20)``.
+
+    Strictly increasing up to the cap (no information lost below ``|z|`` of about 22,000,
+    one slope at the knee), so a heavy tail keeps its order, while one wild value (1e308, or
+    an infinite ``z`` from a tiny scale) lands at 20 instead of inflating the standard
+    deviation that each member standardises with. Data within 10 robust standard
+    deviations of the median (e.g. every Gaussian mixture of the paper) are untouched.
+    """
+    a = z.abs()
+    tail = (_KNEE + torch.log1p((a - _KNEE).clamp(min=0))).clamp(max=_CAP)
+    return torch.where(a > _KNEE, torch.copysign(tail, z), z)
 
 
 def _check_hidden(hidden: Any) -> None:
@@ -840,28 +961,105 @@ def _rank_within_class(labels: torch.Tensor, m: int) -> tuple[torch.Tensor, torc
     return rank, counts
 
 
+def _copy_groups(x: torch.Tensor) -> torch.Tensor | None:
+    """Rows that are copies of one another: (N,) group ids on the CPU, or None if there are none.
+
+    Rows with exactly the same features, one or more of them not an integer, are not separate
+    draws of continuous data but copies (oversampling, a repeated join, a pasted block),
+    whatever their labels. Split between training and held-out rows, copies let the
+    classifier recall instead of predict (held-out accuracy 1.0, MI inflated), so every split
+    keeps a group whole. Rows whose features are all integers (counts, categories, flags)
+    repeat naturally in i.i.d. data and are split freely; so are rows seen once.
+    """
+    xc = x.cpu().contiguous()
+    n = xc.shape[0]
+    # A hash of each row's bits first (a 1-D unique is ~10x faster than torch.unique(dim=0));
+    # only rows whose hash repeats are compared exactly.
+    mult = torch.randint(1, 2**62, (xc.shape[1],), generator=torch.Generator().manual_seed(0))
+    h = (xc.view(torch.int64) * (2 * mult + 1)).sum(1)  # wraps around: fine for a hash
+    _, inverse, counts = torch.unique(h, return_inverse=True, return_counts=True)
+    maybe = torch.nonzero((counts[inverse] > 1) & (xc != xc.round()).any(1)).flatten()
+    if not maybe.numel():
+        return None
+    _, inverse, counts = torch.unique(xc[maybe], dim=0, return_inverse=True, return_counts=True)
+    copied = counts[inverse] > 1
+    if not bool(copied.any()):
+        return None
+    groups = torch.arange(n)
+    groups[maybe[copied]] = n + inverse[copied]
+    return groups
+
+
+def _groups_in_random_order(
+    t: torch.Tensor, idx: torch.Tensor, groups: torch.Tensor, gen: torch.Generator, m: int
+) -> tuple[torch.Tensor, ...]:
+    """The groups among ``idx``, shuffled: ``rows`` (idx reordered group by group), each row's
+    group position ``pos``, and per position the group's ``size``, ``label`` (its first row's:
+    the stratum) and ``before``: the rows of that label in the positions before it; and the
+    rows per label, ``totals`` (M,)."""
+    _, inv = torch.unique(groups[idx], return_inverse=True)
+    g = int(inv.max()) + 1
+    where = torch.empty(g, dtype=torch.long)
+    where[torch.randperm(g, generator=gen)] = torch.arange(g)
+    order = torch.argsort(where[inv], stable=True)
+    rows, pos = idx[order], where[inv][order]
+    size = torch.bincount(pos, minlength=g)
+    label = t[rows[torch.cumsum(size, 0) - size]]
+    by_label = torch.sort(label, stable=True)
+    totals = torch.bincount(label, weights=size.double(), minlength=m).long()
+    running = torch.cumsum(size[by_label.indices], 0) - size[by_label.indices]
+    before = torch.empty_like(size)
+    before[by_label.indices] = running - (torch.cumsum(totals, 0) - totals)[by_label.values]
+    return rows, pos, size, label, before, totals
+
+
 def _stratified_split(
-    t: torch.Tensor, idx: torch.Tensor, fraction: float, gen: torch.Generator, name: str
+    t: torch.Tensor,
+    idx: torch.Tensor,
+    fraction: float,
+    gen: torch.Generator,
+    name: str,
+    groups: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split ``idx`` into (rest, held) with ``round(fraction * n_c)`` of each class held."""
+    """Split ``idx`` into (rest, held) with ``round(fraction * n_c)`` of each class held.
+
+    With ``groups`` (``_copy_groups``) whole groups are held, shuffled, while the rows of
+    their class held so far fall short of that number (a group counts in its first row's
+    class)."""
     m = int(t.max()) + 1
-    order = idx[torch.randperm(idx.numel(), generator=gen)]
-    labels = t[order]
-    rank, counts = _rank_within_class(labels, m)
-    n_held = torch.round(counts.double() * fraction).long()
-    held_mask = rank < n_held[labels]
+    if groups is None:
+        order = idx[torch.randperm(idx.numel(), generator=gen)]
+        labels = t[order]
+        rank, counts = _rank_within_class(labels, m)
+        n_held = torch.round(counts.double() * fraction).long()
+        held_mask = rank < n_held[labels]
+    else:
+        order, pos, _, label, before, totals = _groups_in_random_order(t, idx, groups, gen, m)
+        held_mask = (before < torch.round(totals.double() * fraction).long()[label])[pos]
     held, rest = order[held_mask], order[~held_mask]
     _split_counts_error(t, f"the {name} split", torch.bincount(t[held], minlength=m))
     _split_counts_error(t, "the training split", torch.bincount(t[rest], minlength=m))
     return rest, held
 
 
-def _stratified_folds(t: torch.Tensor, k: int, gen: torch.Generator) -> list[torch.Tensor]:
-    """K stratified folds: within each class, shuffled samples are dealt round-robin."""
+def _stratified_folds(
+    t: torch.Tensor, k: int, gen: torch.Generator, groups: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """K stratified folds: within each class, shuffled samples are dealt round-robin.
+
+    With ``groups`` (``_copy_groups``) whole groups are dealt: within a class, shuffled
+    groups fill the folds in turn, a group going to the fold its middle row falls in."""
     m = int(t.max()) + 1
-    order = torch.randperm(t.numel(), generator=gen)
-    rank, _ = _rank_within_class(t[order], m)
-    fold = rank % k
+    if groups is None:
+        order = torch.randperm(t.numel(), generator=gen)
+        rank, _ = _rank_within_class(t[order], m)
+        fold = rank % k
+    else:
+        order, pos, size, label, before, totals = _groups_in_random_order(
+            t, torch.arange(t.numel()), groups, gen, m
+        )
+        middle = (before.double() + size.double() / 2) / totals[label].double()
+        fold = (middle * k).long().clamp(max=k - 1)[pos]
     folds = [order[fold == f] for f in range(k)]
     for f in folds:
         _split_counts_error(t, "fold", torch.bincount(t[f], minlength=m))
