@@ -294,3 +294,21 @@ def test_signal_during_validation_stops_at_the_epoch_checkpoint(tmp_path):
     assert info.value.signum == signal.SIGTERM
     saved = load_checkpoint(tmp_path / "last.pt")
     assert (saved["epoch"], saved["batch"], len(saved["history"])) == (1, 0, 1)
+
+
+def test_write_json_is_always_valid_json(tmp_path):
+    """NaN / inf were written as bare NaN / Infinity (allow_nan=True): invalid JSON."""
+    from infocam.training.checkpoint import write_json
+
+    path = write_json(
+        {"a": float("nan"), "b": [1.0, float("inf")], "c": -float("inf")}, tmp_path / "r.json"
+    )
+
+    def strict(name):
+        raise AssertionError(f"not JSON: {name}")
+
+    assert json.loads(path.read_text(), parse_constant=strict) == {
+        "a": None,
+        "b": [1.0, None],
+        "c": None,
+    }

@@ -168,7 +168,8 @@ def test_check_device():
 
     assert check_device("cpu") == torch.device("cpu")
     assert check_device(torch.device("cpu"), "--device") == torch.device("cpu")
-    assert check_device("meta") == torch.device("meta")
+    with pytest.raises(ValueError, match="--device is 'meta', a device that holds no data"):
+        check_device("meta", "--device")  # it allocates, but nothing can be computed on it
     for bad in ("gpu0", "cuda:-1", "cuda:x", ""):
         with pytest.raises(ValueError, match=r"--device must be a torch device such as"):
             check_device(bad, "--device")

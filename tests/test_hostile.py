@@ -98,7 +98,109 @@ WEIGHTS_CASES = [
     ),
 ]
 
-MI_CASES: list[Case] = []
+
+def _csv(d: Path, rows: list[str], name: str = "data.csv") -> None:
+    """A small CSV of two informative classes, ``rows`` appended (x, noise, y)."""
+    rng = np.random.default_rng(0)
+    body = [f"{rng.normal(2 * (i % 2) - 1):.6f},{rng.normal():.6f},{i % 2}" for i in range(60)]
+    (d / name).write_text("\n".join(["x,noise,y", *body, *rows]) + "\n")
+
+
+def _csv_with(*rows: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    return lambda d, monkeypatch: _csv(d, list(rows))
+
+
+def _npz_with_nan(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = np.zeros((20, 3))
+    x[1, 2] = np.nan
+    np.savez(d / "data.npz", X=x, y=np.arange(20) % 2)
+
+
+def _diverged(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training whose log-probabilities overflow: the estimate was printed as nan +- nan."""
+    from infocam.mi import ClassifierMIEstimator
+
+    real = ClassifierMIEstimator._log_posteriors
+    monkeypatch.setattr(
+        ClassifierMIEstimator,
+        "_log_posteriors",
+        lambda self, x, half=False: real(self, x, half) * np.nan,
+    )
+    _csv(d, [])
+
+
+_GOOD = '{"previous": "good results"}\n'
+
+
+def _previous_results_and_a_failing_disk(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Good results from an earlier run; this run's write fails (disk full, a file-size
+    limit): results.json was truncated first (write_text) and its error named no file."""
+    import errno
+    import os
+
+    (d / "mi").mkdir()
+    (d / "mi" / "results.json").write_text(_GOOD)
+
+    def full(fd: int) -> None:
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(os, "fsync", full)
+
+
+def _previous_results_intact(d: Path) -> None:
+    assert (d / "mi" / "results.json").read_text() == _GOOD
+    assert sorted(p.name for p in (d / "mi").iterdir()) == ["results.json"]  # no temp files
+
+
+_MI = ("mi", "{d}/data.csv", "--label", "y", "--hidden", "8", "--max-epochs", "5", "--cv", "2")
+_TINY_TABLE = ("--samples-per-class", "40", "--dims", "1", "--cv", "2", "--max-epochs", "1",
+               "--truth-samples", "1000", "--bias-correction", "none", "--jobs", "1")  # fmt: skip
+
+MI_CASES: list[Case] = [
+    Case(
+        "CSV feature holding inf",
+        (*_MI, "--quiet"),
+        "data.csv: feature 'x' holds inf in data row 61",
+        _csv_with("inf,0.5,1"),
+    ),
+    Case(
+        "CSV feature beyond float64 (1e400 reads as inf)",
+        (*_MI, "--quiet"),
+        "data.csv: feature 'noise' holds -inf in data row 62",
+        _csv_with("0.1,0.2,0", "0.3,-1e400,1"),
+    ),
+    Case(
+        "CSV feature holding nan",
+        (*_MI, "--json"),
+        "data.csv: feature 'x' holds nan in data row 61",
+        _csv_with("nan,0.5,1"),
+    ),
+    Case(
+        "NPZ feature holding nan",
+        ("mi", "{d}/data.npz", "--label", "y", "--quiet"),
+        "data.npz: feature 'X[2]' holds nan in data row 2",
+        _npz_with_nan,
+    ),
+    Case(
+        "--device meta (holds no data)",
+        (*_MI, "--quiet", "--device", "meta"),
+        "device is 'meta', a device that holds no data",
+        _csv_with(),
+    ),
+    Case(
+        "an estimate that is not finite",
+        (*_MI, "--json"),
+        "no finite MI estimate: 60 of 60 point-wise MI values are not finite (60 NaN, 0 inf)",
+        _diverged,
+    ),
+    Case(
+        "reproduce mi whose results cannot be written",
+        ("reproduce", "mi", "--out", "{d}/mi", *_TINY_TABLE, "--quiet"),
+        "{d}/mi/results.json: could not write (File too large); the previous file is unchanged",
+        _previous_results_and_a_failing_disk,
+        _previous_results_intact,
+    ),
+]
 
 LOCALIZE_CASES: list[Case] = []
 

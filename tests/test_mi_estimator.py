@@ -518,3 +518,145 @@ def test_cross_fitted_members_standardise_with_their_own_rows(three_gaussians_5d
         theirs = other.models_[j](((x.double() - other.mean_) / other.scale_).float())
     torch.testing.assert_close(theirs, mine, rtol=1e-3, atol=1e-3)
     assert other.best_epochs_[j] == est.best_epochs_[j]
+
+
+# ---------------------------------------------------------------- hostile values (issue 13)
+def _two_classes(n: int = 600, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = (2.0 * y - 1.0 + torch.randn(n, generator=gen, dtype=torch.float64))[:, None]
+    return torch.cat([x, torch.randn(n, 1, generator=gen, dtype=torch.float64)], 1), y
+
+
+HOSTILE = {**FAST, "cv": 2, "max_epochs": 20, "patience": 20}
+
+
+def test_one_wild_entry_does_not_flatten_its_column():
+    """One 1e308 in the informative column: the std overflowed and zeroed the column (I ~ 0)."""
+    x, y = _two_classes()
+    clean = ClassifierMIEstimator(**HOSTILE).fit_estimate(x, y)
+    x[7, 0] = 1e308
+    est = ClassifierMIEstimator(**HOSTILE)
+    wild = est.fit_estimate(x, y)
+    assert clean.value > 0.2
+    assert abs(wild.value - clean.value) < 3 * math.hypot(wild.stderr, clean.stderr), (wild, clean)
+    assert est.scale_[0] < 10 and math.isfinite(est.member_scale_.max())
+
+
+@pytest.mark.parametrize("size", [1e160, 1.2e308])
+def test_a_separating_feature_of_huge_magnitude_is_as_informative_as_unscaled(size):
+    """x * size: the std overflowed (1e160**2), or q75 - q25 would (1.2e308), and I came out
+    0 for a perfectly separating feature. Scaling a feature changes nothing now."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(400) % 2
+    x = ((2.0 * y - 1.0) + 0.02 * torch.randn(400, generator=gen, dtype=torch.float64))[:, None]
+    plain = ClassifierMIEstimator(**HOSTILE).fit_estimate(x, y)
+    est = ClassifierMIEstimator(**HOSTILE)
+    huge = est.fit_estimate(x * size, y)
+    assert est.accuracy_ == 1.0 and plain.value > 0.5
+    assert huge.value == pytest.approx(plain.value, abs=1e-3)
+
+
+def test_robust_scale_ignores_one_row_and_handles_tied_columns():
+    from infocam.mi._scale import compress_tails as _compress_tails
+    from infocam.mi._scale import robust_centre_scale as _robust_centre_scale
+
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1001, 1, generator=gen, dtype=torch.float64)
+    wild = x.clone()
+    wild[0] = 1e308
+    c, s = _robust_centre_scale(x)
+    cw, sw = _robust_centre_scale(wild)
+    assert float(s) == pytest.approx(1.0, abs=0.1)  # IQR / 1.349 of a standard normal
+    assert float(cw) == pytest.approx(float(c), abs=0.01)
+    assert float(sw) == pytest.approx(float(s), rel=0.01)
+    # IQR 0: a rare binary flag is scaled by its one other value's distance; constant -> 1.
+    flag = torch.zeros(100, 2, dtype=torch.float64)
+    flag[:5, 0] = 3.0
+    c, s = _robust_centre_scale(flag)
+    assert c.tolist() == [0.0, 0.0] and s.tolist() == [3.0, 1.0]
+    z = torch.tensor([-math.inf, -1e300, -11.0, -10.0, 0.5, 10.0, 12.0, 1e4, 1e5, math.inf])
+    out = _compress_tails(z.double())
+    assert out[3:7].tolist() == [-10.0, 0.5, 10.0, pytest.approx(10 + math.log(3))]
+    assert out[0] == out[1] == -20.0 and out[-1] == out[-2] == 20.0 and out[-3] < 20.0
+    assert bool((out.diff() >= 0).all()) and bool((out[1:-2].diff() > 0).all())
+
+
+def test_a_non_finite_estimate_is_refused_naming_the_cause(monkeypatch):
+    x, y = _two_classes(200)
+    real = ClassifierMIEstimator._log_posteriors
+
+    def overflowed(self, x, half=False):
+        return real(self, x, half) * torch.nan
+
+    monkeypatch.setattr(ClassifierMIEstimator, "_log_posteriors", overflowed)
+    with pytest.raises(ValueError, match=r"no finite MI estimate.*training diverged"):
+        ClassifierMIEstimator(**HOSTILE).fit_estimate(x, y)
+    # The core function: finite float64 logits 2e308 apart give -inf, not an estimate.
+    logits = torch.tensor([[1e308, -1e308], [1e308, -1e308]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"no finite MI estimate.*too far apart"):
+        infocam.mutual_information(logits, torch.tensor([1, 0]))
+
+
+def test_meta_device_is_refused():
+    with pytest.raises(ValueError, match="device is 'meta', a device that holds no data"):
+        ClassifierMIEstimator(device="meta").fit_estimate(*_two_classes(40))
+
+
+# --------------------------------------------------------------------- copies of rows
+COPIES = {"hidden": (64, 64), "max_epochs": 40, "patience": 40, "batch_size": 32, "lr": 1e-2}
+
+
+def test_every_row_repeated_gives_the_unrepeated_estimate_not_an_inflated_one():
+    """Random labels (I = 0): with each row 4 times, copies split between training and
+    held-out rows let the network recall them (0.051 +- 0.014 nat, accuracy 0.63 before)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 2, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 2, (200,), generator=gen)
+    once = ClassifierMIEstimator(cv=5, **COPIES).fit_estimate(x, y)
+    est = ClassifierMIEstimator(cv=5, **COPIES)
+    four = est.fit_estimate(x.repeat(4, 1), y.repeat(4))
+    assert abs(four.value - once.value) < 3 * math.hypot(four.stderr, once.stderr), (four, once)
+    assert four.value < 3 * four.stderr and est.accuracy_ < 0.58
+    assert est.n_duplicate_rows_ == 600
+    # One draw, not four: the standard error is the unrepeated one's, not half of it.
+    assert four.stderr == pytest.approx(once.stderr, rel=0.35)
+    # Every copy of a row was scored by the same fold's members.
+    fold = torch.empty(800, dtype=torch.long)
+    fold[est.heldout_index_] = est.heldout_fold_
+    assert torch.equal(fold.view(4, 200), fold[:200].expand(4, -1))
+
+
+def test_copies_stay_together_in_every_split_even_with_different_labels():
+    from infocam.mi._splits import copy_groups as _copy_groups
+    from infocam.mi._splits import stratified_folds as _stratified_folds
+    from infocam.mi._splits import stratified_split as _stratified_split
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 3, generator=gen, dtype=torch.float64)
+    x = torch.cat([x, x[:100], x[:50]])  # rows 0-49 three times, 50-99 twice
+    t = torch.randint(0, 3, (450,), generator=gen)  # copies may disagree on the label
+    groups = _copy_groups(x)
+    assert groups is not None and torch.unique(groups).numel() == 300
+    same = (x[:, None] == x[None]).all(2)
+    for f in _stratified_folds(t, 5, gen, groups):
+        inside = torch.zeros(450, dtype=torch.bool)
+        inside[f] = True
+        assert bool((same[inside][:, ~inside] == 0).all())  # no copy outside its fold
+    rest, held = _stratified_split(t, torch.arange(450), 0.2, gen, "test", groups)
+    assert not bool(same[held][:, rest].any())
+    assert abs(held.numel() - 90) <= 3  # 20% of the rows, give or take a group
+    # Integer features repeat in i.i.d. data (categories, counts): split freely.
+    assert _copy_groups(torch.randint(0, 3, (300, 2)).double()) is None
+    assert _copy_groups(torch.randn(300, 2, dtype=torch.float64)) is None
+
+
+def test_too_few_distinct_rows_of_a_class_says_copies_go_together():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat(
+        [torch.randn(40, 2, generator=gen, dtype=torch.float64)]
+        + [torch.randn(1, 2, generator=gen, dtype=torch.float64)] * 6
+    )
+    y = torch.cat([torch.arange(40) % 2, torch.full((6,), 2)])
+    with pytest.raises(ValueError, match=r"class 2 has 0 sample.*5 rows are copies of others"):
+        ClassifierMIEstimator(cv=5, **FAST).fit_estimate(x, y)

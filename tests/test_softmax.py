@@ -250,3 +250,24 @@ def test_prior_follows_logits_device_and_dtype_meta():
     assert infocam.pc_softmax(logits, prior).device.type == "meta"
     module = infocam.PCSoftmaxCrossEntropy(prior).to(device="meta", dtype=torch.float64)
     assert module.log_prior.device.type == "meta" and module.log_prior.dtype == torch.float64
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("m", [3, 5, 7, 100, 1000])
+def test_a_16_bit_prior_is_accepted_and_used_in_higher_precision(dtype, m):
+    """A uniform float16 prior of 5 classes sums to 0.99976: it was refused (tolerance 1e-4)."""
+    logits = torch.randn(4, m, generator=torch.Generator().manual_seed(m))
+    target = torch.arange(4) % m
+    prior = torch.full((m,), 1.0 / m, dtype=dtype)
+    got = infocam.log_pc_softmax(logits, prior)
+    assert got.dtype == torch.float32
+    # Renormalised in float64: exactly the uniform prior's values.
+    torch.testing.assert_close(got, infocam.log_pc_softmax(logits))
+    loss = infocam.PCSoftmaxCrossEntropy(prior)(logits, target)
+    torch.testing.assert_close(loss, infocam.pc_softmax_cross_entropy(logits, target, prior))
+    assert math.isfinite(infocam.mutual_information(logits, target, prior).value)
+    labels = torch.tensor([0, 1, 1, 2, 2, 2, 2])
+    empirical = infocam.class_prior(labels, 3, dtype=dtype)  # 1/7 etc. rounded
+    infocam.log_pc_softmax(torch.randn(2, 3), empirical)
+    with pytest.raises(ValueError, match="prior must sum to 1"):  # still a real check
+        infocam.log_pc_softmax(torch.randn(2, 3), torch.tensor([0.5, 0.3, 0.3], dtype=dtype))

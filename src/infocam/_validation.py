@@ -109,8 +109,11 @@ def check_prior(
     """Validate a class prior and return it as a 1-D tensor of ``num_classes`` probabilities.
 
     A prior must be 1-D of length ``num_classes``, every entry finite and > 0, summing to 1
-    within ``PRIOR_SUM_TOLERANCE``. Checked in float64 so that a float16 prior is not
-    rejected for its own rounding.
+    within ``PRIOR_SUM_TOLERANCE``, or within the precision of its dtype where that is coarser:
+    a float16 (bfloat16) prior's entries are rounded to about 3 (2) significant digits, so
+    e.g. a uniform float16 prior of 5 classes sums to 0.99976. Checked in float64; a prior of
+    such a low-precision dtype is renormalised there, so the returned ``dtype`` (float32 or
+    higher) sums to 1.
     """
     p = as_tensor(prior, name)
     if not (torch.is_floating_point(p) or p.dtype in (torch.int32, torch.int64)):
@@ -131,11 +134,18 @@ def check_prior(
             f"p <= 0. Use infocam.class_prior(labels, num_classes) for empirical frequencies"
         )
     total = float(p64.sum())
-    if abs(total - 1.0) > PRIOR_SUM_TOLERANCE:
+    # Each entry is rounded to within eps/2 of itself, so the sum to within eps/2 of 1.
+    low_precision = torch.is_floating_point(p) and torch.finfo(p.dtype).bits <= 16
+    tolerance = max(PRIOR_SUM_TOLERANCE, torch.finfo(p.dtype).eps) if low_precision else (
+        PRIOR_SUM_TOLERANCE
+    )  # fmt: skip
+    if abs(total - 1.0) > tolerance:
         raise ValueError(
-            f"{name} must sum to 1 (within {PRIOR_SUM_TOLERANCE:g}); got sum {total:.6g}. "
+            f"{name} must sum to 1 (within {tolerance:g}); got sum {total:.6g}. "
             "Use infocam.class_prior(labels, num_classes) for empirical frequencies"
         )
+    if low_precision:
+        return (p64 / total).to(device=device, dtype=dtype)
     return p.to(device=device, dtype=dtype)
 
 
@@ -225,7 +235,8 @@ def check_device(device: Any, name: str = "device") -> torch.device:
 
     Raises ``ValueError`` naming ``name`` (e.g. ``"--device"``) when the string is no device,
     when CUDA (or MPS) is asked for on a machine without it, or when a CUDA index is beyond
-    the visible GPUs. Other device types are probed with an empty allocation. Nothing is
+    the visible GPUs, and for ``meta`` (no data). Other device types are probed with an empty
+    allocation. Nothing is
     allocated on CUDA (no context is created). ``None`` is refused: callers decide its meaning.
     """
     if isinstance(device, bool) or not isinstance(device, str | torch.device | int):
@@ -249,6 +260,10 @@ def check_device(device: Any, name: str = "device") -> torch.device:
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
             raise ValueError(f"{name} is 'mps' but MPS is not available on this machine; use 'cpu'")
+    elif dev.type == "meta":  # allocates fine, but holds shapes only: no data to compute on
+        raise ValueError(
+            f"{name} is 'meta', a device that holds no data (shapes only); use 'cpu' or 'cuda'"
+        )
     elif dev.type != "cpu":
         try:
             torch.empty(0, device=dev)

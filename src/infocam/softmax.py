@@ -78,7 +78,9 @@ def log_pc_softmax(
     Args:
         logits: any shape; the class axis is ``dim``.
         prior: class prior ``p`` of length ``logits.shape[dim]`` (positive, sums to 1), or
-            None for uniform.
+            None for uniform. Any floating dtype: a float16 / bfloat16 prior sums to 1 only
+            within its own precision (e.g. 0.99976 for 5 uniform classes in float16); it is
+            checked against that, renormalised and used in float32 or higher.
         dim: the class axis.
     """
     n = _check_logits(logits)

@@ -73,7 +73,8 @@ def _run_mi(args: argparse.Namespace) -> int:
         progress=not (args.quiet or args.json),
         bias_correction=None if args.bias_correction == "none" else args.bias_correction,
     )
-    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    # allow_nan=False: never bare NaN (invalid JSON); the estimate is checked finite.
+    print(json.dumps(result, indent=2, allow_nan=False) if args.json else format_report(result))
     return 0
 
 

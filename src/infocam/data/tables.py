@@ -30,10 +30,27 @@ def load_table(
         raise FileNotFoundError(2, f"no such data file (looked in {p.resolve().parent})", str(p))
     suffix = p.suffix.lower()
     if suffix == ".npz":
-        return _load_npz(p, label, features)
-    if suffix in (".csv", ".txt", ".tsv"):
-        return _load_csv(p, label, features, delimiter="\t" if suffix == ".tsv" else ",")
-    raise ValueError(f"DATA must be a .csv, .tsv or .npz file; got {p.name!r}")
+        x, y, names, columns = _load_npz(p, label, features)
+    elif suffix in (".csv", ".txt", ".tsv"):
+        x, y, names = _load_csv(p, label, features, delimiter="\t" if suffix == ".tsv" else ",")
+        columns = names
+    else:
+        raise ValueError(f"DATA must be a .csv, .tsv or .npz file; got {p.name!r}")
+    _check_finite_features(x, columns, p.name)
+    return x, y, names
+
+
+def _check_finite_features(x: np.ndarray, columns: Sequence[str], source: str) -> None:
+    """Refuse NaN or inf naming the first one's column and data row (1 = the first after the
+    header); the estimator would refuse them too, but only as 'X'."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{source}: feature {columns[j]!r} holds {x[i, j]} in data row {i + 1} "
+            f"({int(bad.sum())} non-finite value(s) in all); features must be finite numbers "
+            "(a value beyond +-1.8e308 reads as inf)"
+        )
 
 
 _INT64_LIMIT = 2.0**63
@@ -189,7 +206,8 @@ def _read_array(data: NpzFile, key: str, p: Path) -> np.ndarray:
 
 def _load_npz(
     p: Path, label: str, features: Sequence[str] | None
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """X, y, the feature arrays' names and a name per column of X (``a`` or ``a[j]``)."""
     with _open_npz(p) as data:
         keys = list(data.files)
         if label not in keys:
@@ -209,7 +227,7 @@ def _load_npz(
         y = _labels(_read_array(data, label, p), label, p.name)
         if y.ndim != 1:
             raise ValueError(f"label array {label!r} must be 1-D; got shape {y.shape}")
-        parts = []
+        parts, columns = [], []
         for n in names:
             a = _read_array(data, n, p)
             if a.dtype.kind not in "iuf":
@@ -220,5 +238,7 @@ def _load_npz(
                     f"got shape {a.shape}"
                 )
             parts.append(a.reshape(a.shape[0], math.prod(a.shape[1:])).astype(np.float64))
+            width = parts[-1].shape[1]
+            columns += [n] if a.ndim == 1 else [f"{n}[{j}]" for j in range(width)]
     x = np.concatenate(parts, axis=1)
-    return x, y, names
+    return x, y, names, columns

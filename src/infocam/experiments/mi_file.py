@@ -71,6 +71,7 @@ def measure_file(
         "lower_bound_nat": est.lower_bound_.value,
         "heldout_accuracy": est.accuracy_,
         "n_heldout": mi.n,
+        "n_duplicate_rows": est.n_duplicate_rows_,
         "method": {
             "softmax": softmax,
             "cv": cv,
@@ -103,5 +104,14 @@ def format_report(r: dict) -> str:
             f"H(Y)     = {r['entropy_y_nat']:.4f} nat;  I/H(Y) = {r['fraction_of_entropy']:.3f}",
             f"accuracy = {r['heldout_accuracy']:.4f} held out "
             f"({how}, n={r['n_heldout']}, {r['method']['softmax']} MLP {r['method']['hidden']})",
+            *(
+                [
+                    f"copies   = {r['n_duplicate_rows']} row(s) repeat another row's features; "
+                    "each group of copies was kept in one split (never both trained on and "
+                    "scored)"
+                ]
+                if r.get("n_duplicate_rows")
+                else []
+            ),
         ]
     )

@@ -23,7 +23,6 @@ Run: ``infocam reproduce mi --out results/mi`` (writes results.json, table.md, m
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from tqdm.auto import tqdm
 from infocam._validation import check_device
 from infocam.mi import ClassifierMIEstimator, MIEstimate, mutual_information
 from infocam.mixtures import GaussianMixture
+from infocam.training.checkpoint import atomic_write, write_json
 
 __all__ = ["PAPER_TABLE2", "run"]
 
@@ -176,9 +176,11 @@ def run(
         "seconds": elapsed,
         "rows": rows,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = format_table(results)
-    (out / "table.md").write_text(table + "\n")
+    # Atomically (temp file + rename): a failing write (disk full, a file-size limit) leaves
+    # the previous results as they were and the error names the file.
+    write_json(results, out / "results.json")
+    table = (format_table(results) + "\n").encode()
+    atomic_write(out / "table.md", lambda f: f.write(table))
     plot(results, out / "mi_table.png")
     return results
 
@@ -395,8 +397,10 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
     axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle("Table 2: a classifier's held-out PMI estimates I(X; Y)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def summary(results: dict[str, Any]) -> str:

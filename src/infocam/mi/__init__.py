@@ -7,14 +7,27 @@ bound in expectation, so valid values lie in ``[0, H(Y)]`` up to sampling error;
 training data it is biased upward. Nothing is clipped: the mean and its standard error are
 reported as measured.
 
-* :mod:`~infocam.mi.estimate`: ``pointwise_mi``, ``mutual_information``, ``MIEstimate``;
+* :mod:`~infocam.mi.estimate`: ``pointwise_mi``, ``mutual_information``, ``MIEstimate``,
+  ``NonFiniteEstimateError``;
 * :mod:`~infocam.mi.estimator`: ``ClassifierMIEstimator`` (its stacked-MLP trainer and
-  stratified splits are the private ``_stacked`` and ``_splits``).
+  stratified splits are the private ``_stacked`` and ``_splits``, its robust feature scale
+  ``_scale``).
 
 Nothing here imports torchvision.
 """
 
-from infocam.mi.estimate import MIEstimate, mutual_information, pointwise_mi
+from infocam.mi.estimate import (
+    MIEstimate,
+    NonFiniteEstimateError,
+    mutual_information,
+    pointwise_mi,
+)
 from infocam.mi.estimator import ClassifierMIEstimator
 
-__all__ = ["ClassifierMIEstimator", "MIEstimate", "mutual_information", "pointwise_mi"]
+__all__ = [
+    "ClassifierMIEstimator",
+    "MIEstimate",
+    "NonFiniteEstimateError",
+    "mutual_information",
+    "pointwise_mi",
+]

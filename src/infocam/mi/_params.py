@@ -1,5 +1,5 @@
-"""The parameters of :class:`~infocam.mi.ClassifierMIEstimator` and the checks on them and on
-its inputs (private to ``infocam.mi``)."""
+"""The parameters of :class:`~infocam.mi.ClassifierMIEstimator` (``EstimatorParams``: get, set,
+repr, check) and the checks on its inputs (private to ``infocam.mi``)."""
 
 from __future__ import annotations
 
@@ -98,3 +98,25 @@ def check_hidden(hidden: Any) -> None:
     for w in hidden:
         if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1:
             raise ValueError(f"hidden must be {expected}; got {tuple(hidden)!r}")
+
+
+class EstimatorParams:
+    """scikit-learn's parameter protocol for :class:`~infocam.mi.ClassifierMIEstimator`: its
+    ``__init__`` arguments (``ESTIMATOR_PARAMS``) read, set, shown and checked."""
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in ESTIMATOR_PARAMS}
+
+    def set_params(self, **params: Any) -> EstimatorParams:
+        for name, value in params.items():
+            if name not in ESTIMATOR_PARAMS:
+                raise ValueError(f"unknown parameter {name!r}; expected one of {ESTIMATOR_PARAMS}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in ESTIMATOR_PARAMS)
+        return f"{type(self).__name__}({args})"
+
+    def _check_params(self) -> None:
+        check_params(self)

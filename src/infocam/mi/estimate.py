@@ -21,7 +21,13 @@ from infocam._validation import (
 )
 from infocam.softmax import log_pc_softmax
 
-__all__ = ["MIEstimate", "estimate_from_pmi", "mutual_information", "pointwise_mi"]
+__all__ = [
+    "MIEstimate",
+    "NonFiniteEstimateError",
+    "estimate_from_pmi",
+    "mutual_information",
+    "pointwise_mi",
+]
 
 _NATS_PER_BIT = math.log(2.0)
 SOFTMAX_KINDS = ("pc", "softmax")
@@ -138,19 +144,60 @@ def mutual_information(
     the training set the estimate is biased upward.
     """
     check_unit(unit)
-    return estimate_from_pmi(pointwise_mi(logits, target, prior, softmax=softmax), unit, "logits")
+    pmi = pointwise_mi(logits, target, prior, softmax=softmax)
+    return estimate_from_pmi(pmi, unit, "logits", cause=_FAR_APART)
 
 
-def estimate_from_pmi(pmi: torch.Tensor, unit: Unit = "nat", name: str = "pmi") -> MIEstimate:
+_FAR_APART = "the logits are finite but too far apart for their dtype"
+
+
+class NonFiniteEstimateError(ValueError):
+    """The point-wise MI holds NaN or inf, so no estimate can be given (never returned as
+    ``nan ± nan``); the message names the cause."""
+
+
+def _check_finite_pmi(pmi: torch.Tensor, cause: str) -> None:
+    bad = ~torch.isfinite(pmi)
+    if bool(bad.any()):
+        n_nan = int(torch.isnan(pmi).sum())
+        raise NonFiniteEstimateError(
+            f"no finite MI estimate: {int(bad.sum())} of {pmi.numel()} point-wise MI values are "
+            f"not finite ({n_nan} NaN, {int(bad.sum()) - n_nan} inf); cause: {cause}"
+        )
+
+
+def estimate_from_pmi(
+    pmi: torch.Tensor,
+    unit: Unit = "nat",
+    name: str = "pmi",
+    groups: torch.Tensor | None = None,
+    *,
+    cause: str = "the point-wise MI values are not finite",
+) -> MIEstimate:
     """Mean of point-wise MI values (nats) ± its standard error, in ``unit``.
 
-    ``stderr = std(pmi, ddof=1) / sqrt(N)``, in float64; ``name`` is what the error message
-    calls the samples when there are fewer than 2.
+    ``stderr = std(pmi, ddof=1) / sqrt(N)``, in float64. ``groups`` (N,) ids of rows that are
+    copies of one another (``infocam.mi._splits.copy_groups``): their PMIs are one draw, not
+    several, so the standard error is the cluster-robust one,
+    ``sqrt(G / (G - 1) * sum_g (sum_{i in g} r_i)^2) / N`` (``r = pmi - mean``, G groups),
+    which is ``std(pmi, ddof=1) / sqrt(N)`` when every row is its own group. ``name`` is what
+    the error calls the samples when there are fewer than 2; a NaN or inf raises
+    :class:`NonFiniteEstimateError` naming ``cause``.
     """
     pmi = pmi.to(torch.float64)
     count = pmi.shape[0]
     if count < 2:
         raise ValueError(f"{name} must hold at least 2 samples for a standard error; got {count}")
+    _check_finite_pmi(pmi, cause)
     value = float(pmi.mean())
-    stderr = float(pmi.std(unbiased=True)) / math.sqrt(count)
+    if groups is None:
+        stderr = float(pmi.std(unbiased=True)) / math.sqrt(count)
+    else:
+        _, inverse = torch.unique(groups.to(pmi.device), return_inverse=True)
+        sums = torch.zeros(int(inverse.max()) + 1, dtype=torch.float64, device=pmi.device)
+        sums.index_add_(0, inverse, pmi - value)
+        g = sums.numel()
+        stderr = math.sqrt(g / max(g - 1, 1) * float((sums**2).sum())) / count
+    _check_finite_pmi(torch.tensor([value, stderr]), "the point-wise MI values are too large "
+                      "to average in float64")  # fmt: skip
     return MIEstimate(value, stderr, count, "nat").to(unit)

@@ -14,20 +14,31 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from infocam._validation import ArrayLike, as_tensor, check_device, check_integer_labels, check_unit
-from infocam.mi._params import BIAS_CORRECTIONS, ESTIMATOR_PARAMS, as_features, check_params
-from infocam.mi._splits import TooFewInSplit, stratified_folds, stratified_split, too_few_message
+from infocam.mi._params import BIAS_CORRECTIONS, EstimatorParams, as_features
+from infocam.mi._posteriors import FittedPosteriors
+from infocam.mi._scale import robust_centre_scale
+from infocam.mi._splits import (
+    TooFewInSplit,
+    copy_groups,
+    stratified_folds,
+    stratified_split,
+    too_few_message,
+)
 from infocam.mi._stacked import fit_stacked, member_temperatures, select_features
 from infocam.mi.estimate import MIEstimate, SoftmaxKind, Unit, estimate_from_pmi
 
 __all__ = ["BIAS_CORRECTIONS", "ClassifierMIEstimator"]
 
 _HELD_OUT = "the held-out data"
+_DIVERGED = (
+    "the classifier's log-probabilities overflowed (training diverged); try a smaller lr, "
+    "fewer epochs or a smaller network"
+)
 
 
-class ClassifierMIEstimator:
+class ClassifierMIEstimator(EstimatorParams, FittedPosteriors):
     r"""Estimate ``I(X; Y)`` by training an MLP classifier, scikit-learn style.
 
     A classifier's held-out log-likelihood ratio ``log q(y|x) / p(y)`` is the point-wise MI
@@ -77,11 +88,23 @@ class ClassifierMIEstimator:
     ``None`` draws a fresh seed for each fit, as in scikit-learn; it is kept in ``seed_``.
     ``device``: where the networks train (``None``: the CPU; ``"cuda"``, ``"cuda:1"``, ...).
 
-    Each member standardises its features with the mean and standard deviation of the rows it
-    is fitted on (its training and validation splits; never its held-out test rows):
-    ``member_mean_``, ``member_scale_`` (K, D). ``mean_``, ``scale_`` (of all rows given) are
-    only a fixed change of coordinates before that: each exported ``models_[j]`` takes
-    ``(x - mean_) / scale_``, its own standardisation folded into its first layer.
+    Features are first put on a robust common scale, ``z = (x - mean_) / scale_`` with
+    ``mean_`` the median and ``scale_`` the IQR / 1.349 of each column of all rows given (the
+    labels unused), computed without overflow; values beyond ``|z| = 10`` are compressed
+    logarithmically and capped at ``|z| = 20`` (order kept up to about 22,000), so one wild
+    entry (1e308) neither overflows nor flattens its column. Data within 10 robust standard
+    deviations of the median are untouched (the paper's mixtures are). Then each member
+    standardises with the mean and standard deviation of the rows it is fitted on (its
+    training and validation splits; never its held-out test rows): ``member_mean_``,
+    ``member_scale_`` (K, D, in the units of X where nothing was compressed). Each exported
+    ``models_[j]`` takes ``z`` (compressed), its own standardisation folded into its first
+    layer.
+
+    Rows that are copies of one another (exactly the same features, one or more not an
+    integer: not separate draws of continuous data) are kept in one split by every split,
+    fold and learning-curve half, and count as one draw in the standard error (cluster-robust);
+    ``n_duplicate_rows_`` counts the rows that repeat another's. Rows with all-integer
+    features repeat naturally and are split freely.
     Learned attributes: ``classes_``, ``n_classes_``, ``prior_``, ``seed_``, ``mean_``,
     ``scale_``, ``models_`` (list of ``nn.Module``), ``temperatures_``, ``best_epochs_``,
     ``val_loss_``; after ``fit_estimate`` also ``estimate_``, ``accuracy_``, and per held-out
@@ -136,24 +159,6 @@ class ClassifierMIEstimator:
         self.random_state = random_state
         self.progress = progress
 
-    # ------------------------------------------------------------------------ parameters
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in ESTIMATOR_PARAMS}
-
-    def set_params(self, **params: Any) -> ClassifierMIEstimator:
-        for name, value in params.items():
-            if name not in ESTIMATOR_PARAMS:
-                raise ValueError(f"unknown parameter {name!r}; expected one of {ESTIMATOR_PARAMS}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in ESTIMATOR_PARAMS)
-        return f"ClassifierMIEstimator({args})"
-
-    def _check_params(self) -> None:
-        check_params(self)
-
     # ------------------------------------------------------------------------- inputs
     def _device(self) -> torch.device:
         return torch.device("cpu") if self.device is None else check_device(self.device)
@@ -194,7 +199,7 @@ class ClassifierMIEstimator:
         gen = torch.Generator().manual_seed(self.seed_)
         all_idx = torch.arange(t.shape[0])
         splits = [
-            stratified_split(t, all_idx, self.val_fraction, gen, "validation")
+            stratified_split(t, all_idx, self.val_fraction, gen, "validation", self._groups)
             for _ in range(self.n_ensemble)
         ]
         self._train(x, t, splits)
@@ -216,6 +221,7 @@ class ClassifierMIEstimator:
                 test_fraction=test_fraction,
                 val_fraction=self.val_fraction,
                 halves=self.bias_correction is not None,
+                copies=self.n_duplicate_rows_ if getattr(self, "_groups", None) is not None else 0,
             )
             raise ValueError(msg) from None
 
@@ -232,9 +238,16 @@ class ClassifierMIEstimator:
         self.seed_ = secrets.randbits(62) if self.random_state is None else int(self.random_state)
         t = self._encode(labels)
         self.n_features_in_ = x.shape[1]
-        self.mean_ = x.mean(0)
-        std = x.std(0)
-        self.scale_ = torch.where(std > 0, std, torch.ones_like(std))
+        # Robust and overflow-free (a 1e308 entry or a column scaled by 1e160 must neither
+        # overflow nor flatten the column): see mi._scale and _standardise.
+        self.mean_, self.scale_ = robust_centre_scale(x)
+        # Copies of a row (same non-integer features) stay in one split: see copy_groups.
+        self._groups = copy_groups(x)
+        self.n_duplicate_rows_ = (
+            0
+            if self._groups is None
+            else int(self._groups.numel() - torch.unique(self._groups).numel())
+        )
         self.prior_ = torch.bincount(t, minlength=self.n_classes_).double() / t.numel()
         return t
 
@@ -271,7 +284,7 @@ class ClassifierMIEstimator:
             # on Table 2 it removed almost nothing, the shortfall there shrinks with steps.)
             gen = torch.Generator().manual_seed(self.seed_ + 1)
             halves = [
-                (stratified_split(t, tr, 0.5, gen, "learning-curve half")[1], va)
+                (stratified_split(t, tr, 0.5, gen, "learning-curve half", self._groups)[1], va)
                 for tr, va in splits
             ]
             half, half_priors = self._fit_members(xs, td, halves, self.feature_mask_)
@@ -286,16 +299,15 @@ class ClassifierMIEstimator:
 
     def _member_standardisation(
         self, xs: torch.Tensor, splits: list[tuple[torch.Tensor, torch.Tensor]]
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each member's (shift, scale) (K, D) of ``xs``: the mean and standard deviation of
         the rows it is fitted on (training + validation), so that no held-out row shapes its
-        inputs. None when every member sees every row (``fit``): the global ones then are its
-        own. The learning-curve twins reuse their member's (a fixed change of coordinates)."""
+        inputs. ``xs`` is bounded (``_standardise``), so one wild row cannot inflate a
+        standard deviation. The learning-curve twins reuse their member's (a fixed change of
+        coordinates)."""
         rows = [torch.cat([tr, va]).to(xs.device) for tr, va in splits]
-        if all(r.numel() == xs.shape[0] for r in rows):
-            self.member_mean_ = self.mean_.expand(len(rows), -1).clone()
-            self.member_scale_ = self.scale_.expand(len(rows), -1).clone()
-            return None
+        # Also when every member sees every row (fit): xs are robust z-scores, and the network
+        # is fed mean / standard-deviation standardised inputs either way.
         mean = torch.stack([xs[r].double().mean(0) for r in rows])
         std = torch.stack([xs[r].double().std(0) for r in rows])  # every member has >= 4 rows
         std = torch.where(std > 0, std, torch.ones_like(std))
@@ -351,60 +363,7 @@ class ClassifierMIEstimator:
             return torch.ones(len(splits), dtype=torch.float64)
         return member_temperatures(model, xs, td, [va for _, va in splits], self._offsets(priors))
 
-    def _standardise(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x - self.mean_) / self.scale_).float()
-
     # ------------------------------------------------------------------------ inference
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "models_"):
-            raise RuntimeError("this ClassifierMIEstimator is not fitted yet; call fit(X, y)")
-
-    def _log_posteriors(self, x: torch.Tensor, half: bool = False) -> torch.Tensor:
-        """``log q_k(y|x)`` for every member (or its half-data twin): (K, N, M) float64, under
-        each member's prior."""
-        xs = self._standardise(x)
-        stack, temps, priors = (
-            (self._half_stack, self.half_temperatures_, self.half_train_priors_)
-            if half
-            else (self._stack, self.temperatures_, self.train_priors_)
-        )
-        k = len(self.models_)
-        out = []
-        with torch.no_grad():
-            for start in range(0, xs.shape[0], 65_536):
-                chunk = xs[start : start + 65_536]
-                logits = stack(chunk.expand(k, -1, -1)).double()
-                logits = logits / temps.to(logits.device)[:, None, None]
-                if self.softmax == "pc":
-                    logits = logits + priors.log().to(logits.device)[:, None, :]
-                out.append(F.log_softmax(logits, dim=2))
-        return torch.cat(out, dim=1)
-
-    def _ensemble_log_q(
-        self, x: torch.Tensor, members: torch.Tensor, half: bool = False
-    ) -> torch.Tensor:
-        lq = self._log_posteriors(x, half)[members.to(x.device)]
-        return torch.logsumexp(lq, dim=0) - math.log(lq.shape[0])
-
-    def _pmi(
-        self, x: torch.Tensor, t: torch.Tensor, members: torch.Tensor, corrected: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """PMI of ``(x, t)`` under the ensemble of ``members``: (reported, plain, log q, log p).
-
-        ``reported`` is the learning-curve extrapolation ``pmi_n + (pmi_n - pmi_half) / (r-1)``
-        when a bias correction was fitted and ``corrected``, else ``plain``.
-        """
-        lq = self._ensemble_log_q(x, members)
-        log_p = self.train_priors_[members].mean(0).log().to(x.device)
-        plain = lq.gather(1, t[:, None]).squeeze(1) - log_p[t]
-        if not corrected or self.bias_correction is None:
-            return plain, plain, lq, log_p
-        lq_half = self._ensemble_log_q(x, members, half=True)
-        log_p_half = self.half_train_priors_[members].mean(0).log().to(x.device)
-        half = lq_half.gather(1, t[:, None]).squeeze(1) - log_p_half[t]
-        r = float(self.size_ratios_[members.cpu()].mean())
-        return plain + (plain - half) / (r - 1.0), plain, lq, log_p
-
     def predict_log_proba(self, X: ArrayLike) -> torch.Tensor:
         """``log q(y|x)`` (N, M) under the training prior: the ensemble's mean posterior."""
         self._check_fitted()
@@ -442,7 +401,9 @@ class ClassifierMIEstimator:
         (bias-corrected if the estimator was fitted with a ``bias_correction`` and
         ``corrected``; the plain held-out value, a lower bound in expectation, otherwise)."""
         check_unit(unit)
-        return estimate_from_pmi(self.pointwise_mi(X, y, corrected=corrected), unit, _HELD_OUT)
+        pmi = self.pointwise_mi(X, y, corrected=corrected)
+        groups = copy_groups(as_features(X, device=torch.device("cpu")))  # copies: one draw
+        return estimate_from_pmi(pmi, unit, _HELD_OUT, groups, cause=_DIVERGED)
 
     def fit_estimate(
         self, X: ArrayLike, y: ArrayLike, test_fraction: float = 0.2, unit: Unit = "nat"
@@ -470,17 +431,19 @@ class ClassifierMIEstimator:
         if self.cv is None:
             if not 0.0 < test_fraction < 1.0:
                 raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
-            rest, test = stratified_split(t, all_idx, test_fraction, gen, "test")
+            rest, test = stratified_split(t, all_idx, test_fraction, gen, "test", self._groups)
             folds = [test]
         else:
-            folds = stratified_folds(t, self.cv, gen)
+            folds = stratified_folds(t, self.cv, gen, self._groups)
         splits, member_folds = [], []
         for f, test in enumerate(folds):
             keep = torch.ones(t.shape[0], dtype=torch.bool)
             keep[test] = False
             rest = all_idx[keep]
             for _ in range(self.n_ensemble):
-                splits.append(stratified_split(t, rest, self.val_fraction, gen, "validation"))
+                splits.append(
+                    stratified_split(t, rest, self.val_fraction, gen, "validation", self._groups)
+                )
                 member_folds.append(f)
         self._train(x, t, splits)
         self.member_folds_ = torch.tensor(member_folds)
@@ -504,8 +467,11 @@ class ClassifierMIEstimator:
         self.pointwise_ = pmi[scored]
         td = t.to(x.device)[scored]
         self.accuracy_ = float((self.heldout_log_proba_.argmax(1) == td).double().mean())
-        self.lower_bound_ = estimate_from_pmi(plain[scored], unit, _HELD_OUT)
-        estimate = estimate_from_pmi(self.pointwise_, unit, _HELD_OUT)
+        groups = None if self._groups is None else self._groups[scored.cpu()]
+        self.lower_bound_ = estimate_from_pmi(
+            plain[scored], unit, _HELD_OUT, groups, cause=_DIVERGED
+        )
+        estimate = estimate_from_pmi(self.pointwise_, unit, _HELD_OUT, groups, cause=_DIVERGED)
         if self.bias_correction is not None and len(folds) > 1:
             # The correction adds the twins' training noise, which the per-sample spread does
             # not see: take the random-effects (DerSimonian-Laird) standard error over folds,

@@ -26,6 +26,7 @@ from torch import nn
 
 from infocam._safe_load import safe_torch_load
 from infocam.errors import CheckpointError
+from infocam.training.progress import clean_json
 
 __all__ = ["atomic_write", "load_checkpoint", "load_model_state", "save_checkpoint"]
 
@@ -93,8 +94,9 @@ def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
 
 
 def write_json(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n"
+    """Write ``obj`` as indented JSON, atomically. Always valid JSON: NaN and +-inf (which
+    JSON cannot hold; ``json.dumps`` would write bare ``NaN``) are written as ``null``."""
+    text = json.dumps(clean_json(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
     return atomic_write(path, lambda f: f.write(text.encode()))
 
 

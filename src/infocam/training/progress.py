@@ -44,7 +44,7 @@ class RunLog:
         if self._file is None:
             return
         record = {"event": event, "time": round(time.time(), 3), **clean_json(fields)}
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(json.dumps(record, allow_nan=False) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
 
