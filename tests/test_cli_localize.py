@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -358,12 +360,17 @@ print(f"{(b - a):.1f} {(c - b):.1f}")
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="ru_maxrss: POSIX only")
 def test_memory_is_flat_in_the_number_of_images(tmp_path):
+    import os
     import subprocess
     import sys
 
+    import infocam
+
+    src = str(Path(infocam.__file__).parents[1])  # this checkout's infocam, not an installed one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(
         [sys.executable, "-c", _MEMORY_SCRIPT, str(tmp_path)],
-        capture_output=True, text=True, timeout=600, check=True,
+        capture_output=True, text=True, timeout=600, check=True, env=env,
     )  # fmt: skip
     three, eighteen = map(float, out.stdout.split()[-2:])
     # Each result kept its image and 3 panels (1.7 MiB at 384 px) and a new grid figure per
