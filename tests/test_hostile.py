@@ -137,6 +137,11 @@ def _earlier_run_kept(d: Path) -> None:
     assert not (d / "out" / "cat_infocamplus.png").exists()  # refused before any work
 
 
+def _inputs_intact(d: Path) -> None:
+    assert (d / "cat_grid.png").read_bytes() == (d / "cat.png").read_bytes()  # same image
+    assert not (d / "cat_infocamplus.png").exists()  # refused before any work
+
+
 def _both_cats_written(d: Path) -> None:
     # cat.jpg differs from the three cat.png by its extension, they from each other by folder
     names = sorted(f.name for f in (d / "out").iterdir())
@@ -162,6 +167,7 @@ def _float_tiff(values: np.ndarray) -> Callable[[Path, pytest.MonkeyPatch], None
 
 
 _RAMP = np.linspace(-3, 5, 40 * 50).reshape(40, 50)
+_R18 = ("--arch", "resnet18")
 _CATS = ("{d}/a/cat.png", "{d}/b/cat.png", "{d}/cat.png", "{d}/cat.jpg")
 _TINY = ("--arch", "shufflenet_v2_x0_5", "--weights", "{d}/w.pt")
 
@@ -202,6 +208,13 @@ LOCALIZE_CASES: list[Case] = [
         (*_LOCALIZE, "--arch", "resnet18", "--summary", "{d}/out/cat_grid.png"),
         "summary {d}/out/cat_grid.png is also an image's output file",
         lambda d, mp: _image(d),
+    ),
+    Case(
+        "an input image named like an output, even with --overwrite",
+        ("localize", "{d}/cat.png", "{d}/cat_grid.png", "--out", "{d}", "--overwrite", *_R18),
+        "{d}/cat_grid.png is an input image and would be an output of this run",
+        lambda d, mp: _image(d) and _image(d, "cat_grid.png"),
+        _inputs_intact,
     ),
     Case(
         "float TIFF holding NaN",

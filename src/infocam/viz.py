@@ -273,9 +273,9 @@ def check_localize_inputs(
 
     Every image opens (:func:`check_image_files`; also PIL's decompression-bomb limit);
     ``gt_box`` lies inside every image (inclusive pixel coordinates); output names are
-    distinct (:func:`_output_stems`); and, unless ``overwrite``, no output file of this run
-    (nor ``summary``) exists in ``out_dir`` already. Returns each image with the two files it
-    will write: ``<stem>_<method>.png`` and ``<stem>_grid.png``.
+    distinct (:func:`_output_stems`) and none is an input image; and, unless ``overwrite``,
+    no output file of this run (nor ``summary``) exists already. Returns each image with the
+    two files it will write: ``<stem>_<method>.png`` and ``<stem>_grid.png``.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -299,6 +299,13 @@ def check_localize_inputs(
     every = [f for _, pair in files for f in pair]
     if summary is not None and Path(summary).absolute() in {f.absolute() for f in every}:
         raise ValueError(f"summary {summary} is also an image's output file; choose another name")
+    inputs = {p.resolve() for p, _ in sizes}
+    for f in [*every, *([Path(summary)] if summary is not None else [])]:
+        if f.resolve() in inputs:  # even with overwrite: it would destroy an image to read
+            raise ValueError(
+                f"{f} is an input image and would be an output of this run; choose another "
+                "output folder (or --summary name)"
+            )
     if not overwrite:
         # Never replace an earlier run's results unasked (the same rule as `infocam train`).
         existing = [f for f in [*every, *([Path(summary)] if summary else [])] if f.exists()]

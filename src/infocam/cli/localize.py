@@ -94,6 +94,11 @@ def _one_line_warnings() -> Iterator[None]:
 
 
 def _run_localize(args: argparse.Namespace) -> int:
+    with _one_line_warnings():  # e.g. PIL's DecompressionBombWarning while checking images
+        return _localize(args)
+
+
+def _localize(args: argparse.Namespace) -> int:
     from infocam.models import load_classifier
     from infocam.viz import (
         SUMMARY_MAX_ROWS,
@@ -128,30 +133,29 @@ def _run_localize(args: argparse.Namespace) -> int:
     n_images = 0
     # Each image's line is printed as soon as its files are written: an error on a later
     # image (exit 2) loses nothing already done.
-    with _one_line_warnings():
-        for r in iter_localize_images(
-            args.images,
-            model,
-            args.out,
-            method=args.method,
-            region=args.region,
-            region_padding=args.region_padding,
-            threshold=args.threshold,
-            image_size=args.image_size,
-            gt_box=args.gt_box,
-            target=args.target,
-            device=args.device,
-            overwrite=args.overwrite,
-        ):
-            iou = f"  IoU {r.iou[args.method]:.3f}" if r.iou else ""
-            print(
-                f"{r.path}: class {r.predicted_class} (p={r.score:.3f})  {args.method} box "
-                f"{r.boxes[args.method]}{iou}  -> {', '.join(map(str, r.files))}",
-                flush=True,
-            )
-            n_images += 1
-            if args.summary and len(kept) < SUMMARY_MAX_ROWS:
-                kept.append(thumbnails(r))
+    for r in iter_localize_images(
+        args.images,
+        model,
+        args.out,
+        method=args.method,
+        region=args.region,
+        region_padding=args.region_padding,
+        threshold=args.threshold,
+        image_size=args.image_size,
+        gt_box=args.gt_box,
+        target=args.target,
+        device=args.device,
+        overwrite=args.overwrite,
+    ):
+        iou = f"  IoU {r.iou[args.method]:.3f}" if r.iou else ""
+        print(
+            f"{r.path}: class {r.predicted_class} (p={r.score:.3f})  {args.method} box "
+            f"{r.boxes[args.method]}{iou}  -> {', '.join(map(str, r.files))}",
+            flush=True,
+        )
+        n_images += 1
+        if args.summary and len(kept) < SUMMARY_MAX_ROWS:
+            kept.append(thumbnails(r))
     if args.summary:
         from infocam.viz import summary_figure
 
