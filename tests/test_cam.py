@@ -428,3 +428,12 @@ def test_an_empty_batch_is_refused_on_every_call():
     ext(torch.randn(1, 3, 10, 10))  # layers found: still refused, not an empty result
     with pytest.raises(ValueError, match="empty batch"):
         ext(torch.zeros(0, 3, 10, 10))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_models_pass_the_head_check(dtype):
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10).to(dtype)
+    ext = CAMExtractor(model)  # bfloat16 logits were refused: a float32 tolerance
+    res = ext(torch.randn(2, 3, 64, 64, dtype=dtype))
+    assert (ext.feature_layer_, ext.classifier_) == ("layer4", "fc") and res.maps.shape == (2, 2, 2)
