@@ -289,8 +289,10 @@ class CAMExtractor:
     In-place operations applied to that output before pooling (DenseNet's
     ``F.relu(inplace=True)``) are seen by the maps, as they should be. The pair is then
     checked: averaging the features and applying the classifier must reproduce the logits,
-    otherwise the model has no GAP + linear head and a ``ValueError`` names what was found.
-    The found names are kept in ``feature_layer_`` and ``classifier_``.
+    with the classifier's own weights and again with random ones put in its place for one
+    forward pass (so a zero-initialised head cannot pass vacuously); otherwise the model has
+    no GAP + linear head and a ``ValueError`` names what was found. The found names are kept
+    in ``feature_layer_`` and ``classifier_``. An empty batch (N = 0) raises ``ValueError``.
 
     When no module outputs a spatial map before the pooling (``Sequential(AdaptiveAvgPool2d(1),
     Flatten(), Linear)`` applied to a feature map), the features are the pooling layer's
@@ -395,13 +397,42 @@ class CAMExtractor:
             )
         with torch.no_grad():
             pooled = F.linear(feats.float().mean((2, 3)), fc.weight.float(), _bias(fc))
-        scale = float(out.float().abs().max()) + 1e-6
-        if out.shape != pooled.shape or not torch.allclose(
-            pooled, out.float(), rtol=1e-3, atol=1e-3 * scale
-        ):
+        if not _reproduces(out, pooled):
             raise ValueError(
                 f"no GAP + linear head found: averaging {what} does not reproduce the model's "
                 "logits; CAMs need logits = Linear(mean_hw(features)). Pass feature_layer= and "
+                "classifier= if the model has such a head"
+            )
+        self._probe_head(images, what)
+
+    def _probe_head(self, images: torch.Tensor, what: str) -> None:
+        """Check the head with random weights: logits = W_r mean_hw(features) + b_r.
+
+        The check with the model's own weights passes vacuously when they are all zero (a
+        fresh torchvision ViT's zero-initialised head: 0 == 0 whatever the classifier reads).
+        Here a forward hook replaces the classifier's output by ``Linear(input; W_r, b_r)``
+        with random non-zero ``W_r, b_r`` (a fixed local generator: the global RNG is not
+        touched, the model's parameters are not changed), so the logits must follow the
+        classifier's real input, and that input must be the features' spatial mean.
+        """
+        fc = dict(self.model.named_modules())[self.classifier_]
+        gen = torch.Generator().manual_seed(0)
+        w = torch.randn(fc.out_features, fc.in_features, generator=gen) / fc.in_features**0.5
+        b = torch.randn(fc.out_features, generator=gen)
+
+        def random_head(mod: nn.Module, inp: Any, out: Any) -> torch.Tensor:
+            x = inp[0]
+            return F.linear(x, w.to(x.device, x.dtype), b.to(x.device, x.dtype))
+
+        with _hooks([fc.register_forward_hook(random_head)]):
+            feats, out = self._forward(images)
+        with torch.no_grad():
+            expect = F.linear(feats.float().mean((2, 3)), w.to(feats.device), b.to(feats.device))
+        if not _reproduces(out, expect):
+            raise ValueError(
+                f"no GAP + linear head found: with random weights in the classifier, {what} "
+                "do not give logits = Linear(mean_hw(features)) (the model's own head weights "
+                "only passed that check vacuously, e.g. all zero); pass feature_layer= and "
                 "classifier= if the model has such a head"
             )
 
@@ -451,6 +482,14 @@ class CAMExtractor:
         x = check_floating(as_tensor(images, "images"), "images")
         if x.dim() != 4:
             raise ValueError(f"images must have shape (N, C, H, W); got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            # Refused on every call, not only the first: layer detection and the head check
+            # need a real forward pass (an empty one passes any check vacuously), and a result
+            # must not depend on whether an earlier call detected the layers.
+            raise ValueError(
+                f"images must hold at least one image (N >= 1); got an empty batch of shape "
+                f"{tuple(x.shape)}"
+            )
         if self.feature_layer_ is None or self.classifier_ is None:
             given = (self.feature_layer_, self.classifier_)
             try:
@@ -480,3 +519,13 @@ class CAMExtractor:
 
 def _bias(fc: nn.Linear) -> torch.Tensor | None:
     return None if fc.bias is None else fc.bias.float()
+
+
+def _reproduces(out: torch.Tensor, expect: torch.Tensor) -> bool:
+    """``out`` (the model's logits) equals ``expect`` (float32) up to the rounding of the
+    logits' dtype (1e-3, or 4 ulps for half types: bfloat16 logits differ by ~1e-2)."""
+    scale = float(out.float().abs().max()) + 1e-6
+    tol = max(1e-3, 4 * torch.finfo(out.dtype).eps) if out.is_floating_point() else 1e-3
+    return out.shape == expect.shape and torch.allclose(
+        expect, out.float(), rtol=tol, atol=tol * scale
+    )
