@@ -393,3 +393,47 @@ def test_centered_padding_through_class_activation_maps():
     got = class_activation_maps(feats, weight, target, "infocam", 4, region_padding="centered")
     plain = class_activation_maps(feats, weight, target, "infocam")
     torch.testing.assert_close(got, region_filter(plain, 4, "centered"))
+
+
+def test_a_zero_initialised_head_does_not_pass_the_gap_check_vacuously():
+    # torchvision's ViT zero-initialises heads.head: logits 0 == Linear_0(mean(conv_proj)) = 0
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32,
+        num_classes=5,
+    )  # fmt: skip
+    assert not vit.heads.head.weight.any()
+    ext = CAMExtractor(vit)
+    with pytest.raises(ValueError, match=r"with random weights in the classifier.*'heads\.head'"):
+        ext(torch.randn(2, 3, 32, 32))
+    assert ext.feature_layer_ is None and ext.classifier_ is None
+    assert not vit.heads.head.weight.any()  # the probe left the model's weights alone
+    assert all(not m._forward_hooks for m in vit.modules())
+    # a real GAP + linear head with zero weights passes; the probe leaves the global RNG alone
+    gap = _vgg_gap()
+    nn.init.zeros_(gap[3].weight)
+    nn.init.zeros_(gap[3].bias)
+    state = torch.get_rng_state()
+    ext = CAMExtractor(gap)
+    ext(torch.ones(1, 3, 16, 16))
+    assert (ext.feature_layer_, ext.classifier_) == ("0", "3")
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_an_empty_batch_is_refused_on_every_call():
+    model = TinyGapNet()
+    ext = CAMExtractor(model)
+    with pytest.raises(ValueError, match=r"at least one image \(N >= 1\).*\(0, 3, 10, 10\)"):
+        ext(torch.zeros(0, 3, 10, 10))
+    ext(torch.randn(1, 3, 10, 10))  # layers found: still refused, not an empty result
+    with pytest.raises(ValueError, match="empty batch"):
+        ext(torch.zeros(0, 3, 10, 10))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_models_pass_the_head_check(dtype):
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10).to(dtype)
+    ext = CAMExtractor(model)  # bfloat16 logits were refused: a float32 tolerance
+    res = ext(torch.randn(2, 3, 64, 64, dtype=dtype))
+    assert (ext.feature_layer_, ext.classifier_) == ("layer4", "fc") and res.maps.shape == (2, 2, 2)

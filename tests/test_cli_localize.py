@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -45,7 +47,13 @@ def test_localize_writes_overlays_and_grid(files, capsys):
     with Image.open(grid) as im:
         assert im.size[0] > 2 * im.size[1]  # three panels side by side
     argv[argv.index("--region") + 1] = "4"
-    assert main(["localize", *argv, "--region-padding", "centered"]) == 0
+    before = single.read_bytes()
+    # a second run into the same --out refuses, before any work, and keeps the first's files
+    assert main(["localize", *argv, "--region-padding", "centered"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cat_infocamplus.png exists already and 1 more" in err
+    assert "--overwrite" in err and single.read_bytes() == before
+    assert main(["localize", *argv, "--region-padding", "centered", "--overwrite"]) == 0
     assert "infocam+ box [" in capsys.readouterr().out
 
 
@@ -139,7 +147,8 @@ def test_device_and_sizes_are_checked_naming_the_flag(files, tmp_path, capsys):
 
 
 def test_localize_images_checks_arguments_before_any_work(files, tmp_path):
-    from infocam.experiments.localize import check_image_files, localize_images
+    from infocam.experiments.localize import localize_images
+    from infocam.experiments.localize_inputs import check_image_files
 
     model = load_classifier("shufflenet_v2_x0_5", str(files / "w.pt"))
     cat = files / "cat.png"
@@ -185,3 +194,187 @@ def test_check_device():
     if not torch.backends.mps.is_available():
         with pytest.raises(ValueError, match="MPS is not available"):
             check_device("mps")
+
+
+# ------------------------------------------------------------------ bit depth of the input
+
+
+def _fed_pixels(path, size):
+    """The image ``localize_images`` feeds the model, mean/std normalisation undone."""
+    from torch import nn
+
+    from infocam._imagenet import IMAGENET_MEAN, IMAGENET_STD
+    from infocam.experiments.localize import localize_images
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    fed = []
+    model.register_forward_pre_hook(lambda mod, inp: fed.append(inp[0].clone()))
+    localize_images([path], model, path.parent / f"out_{path.stem}", image_size=size)
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    return (fed[-1][0] * std + mean).permute(1, 2, 0).numpy()
+
+
+def test_16_bit_png_is_fed_as_its_value_over_65535(tmp_path):
+    a = (np.arange(40 * 50).reshape(40, 50) * 32).astype(np.uint16)  # 0 .. 63968
+    Image.fromarray(a).save(tmp_path / "g16.png")
+    with Image.open(tmp_path / "g16.png") as im:
+        assert im.mode == "I;16"  # a real 16-bit PNG
+    # same size in both directions is no resize: the exact rescale reaches the model
+    sq = (np.arange(32 * 32).reshape(32, 32) * 64).astype(np.uint16)
+    Image.fromarray(sq).save(tmp_path / "sq16.png")
+    got = _fed_pixels(tmp_path / "sq16.png", 32)
+    expect = np.repeat((sq.astype(np.float32) / 65535)[..., None], 3, axis=-1)
+    np.testing.assert_allclose(got, expect, atol=2e-6)  # was all 1.0 (PIL clips to 255)
+    # resized: still the real range (a ramp from 0 to 0.98, not a white image)
+    got = _fed_pixels(tmp_path / "g16.png", 32)
+    assert got.min() < 0.05 and 0.4 < got.mean() < 0.6 and got.max() < 0.98
+
+
+def test_float_tiff_is_fed_as_is_in_0_1_else_min_max_with_a_warning(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(0)
+    unit = rng.random((32, 32), dtype=np.float32)
+    Image.fromarray(unit).save(tmp_path / "unit.tif")  # PIL: mode F
+    got = _fed_pixels(tmp_path / "unit.tif", 32)
+    np.testing.assert_allclose(got, np.repeat(unit[..., None], 3, -1), atol=2e-6)  # was black
+    wide = unit * 8 - 3
+    cv2.imwrite(str(tmp_path / "wide.tif"), wide)  # written by OpenCV this time
+    with pytest.warns(UserWarning, match=r"wide\.tif: float image with values in \[-2\.99"):
+        got = _fed_pixels(tmp_path / "wide.tif", 32)
+    expect = (wide - wide.min()) / (wide.max() - wide.min())
+    np.testing.assert_allclose(got, np.repeat(expect[..., None], 3, -1), atol=2e-6)
+    wide[3, 4] = np.inf
+    cv2.imwrite(str(tmp_path / "inf.tif"), wide)
+    with pytest.raises(ValueError, match=r"inf\.tif: the float image holds NaN or infinite"):
+        _fed_pixels(tmp_path / "inf.tif", 32)
+
+
+@pytest.mark.parametrize("mode", ["P", "LA", "CMYK", "L", "1", "RGBA"])
+def test_8_bit_modes_are_fed_as_their_rgb_over_255(tmp_path, mode):
+    rng = np.random.default_rng(1)
+    rgb = Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    img = rgb.convert(mode)
+    path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
+    img.save(path)
+    with Image.open(path) as im:
+        assert im.mode == mode
+        expect = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
+    np.testing.assert_allclose(_fed_pixels(path, 32), expect, atol=2e-6)
+
+
+def test_dataset_images_read_16_bit_by_their_real_range(tmp_path):
+    from infocam.data._images import load_rgb
+
+    a = (np.arange(20 * 30).reshape(20, 30) * 100).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "g16.png")
+    got = np.asarray(load_rgb(tmp_path / "g16.png", "test"))
+    expect = np.round(a / 65535 * 255).astype(np.uint8)
+    assert got.shape == (20, 30, 3)
+    np.testing.assert_array_equal(got[..., 0], expect)  # was 255 wherever a > 255
+
+
+# ------------------------------------------------------------------ output names and memory
+
+
+def test_colliding_stems_get_distinct_names_and_one_run_overwrites_nothing(files, tmp_path):
+    from infocam.experiments.localize_inputs import _output_stems, check_localize_inputs
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "cat.png").write_bytes((files / "cat.png").read_bytes())
+    Image.open(files / "cat.png").convert("RGB").save(tmp_path / "a" / "cat.jpg")
+    paths = [tmp_path / "a" / "cat.png", tmp_path / "b" / "cat.png", tmp_path / "a" / "cat.jpg"]
+    assert _output_stems(paths) == ["a_cat_png", "b_cat_png", "cat_jpg"]
+    assert _output_stems([tmp_path / "x" / "Cat.png", tmp_path / "cat.png"]) == [
+        "x_Cat_png",
+        f"{tmp_path.name}_cat_png",  # equal but for case: distinct on a case-blind disk too
+    ]
+    assert _output_stems([tmp_path / "dog.png", tmp_path / "cat.png"]) == ["dog", "cat"]
+    planned = check_localize_inputs(paths, tmp_path / "out", method="cam")
+    files_written = [f.name for _, pair in planned for f in pair]
+    assert files_written[:2] == ["a_cat_png_cam.png", "a_cat_png_grid.png"]
+    assert len(set(files_written)) == 6
+    # cat.png + cat.jpg become cat_png, cat_jpg: the stem of cat_png.gif; refused, not replaced
+    with pytest.raises(ValueError, match=r"cat\.png and .*cat_png\.gif would both write cat_png_"):
+        _output_stems([tmp_path / "cat.png", tmp_path / "cat.jpg", tmp_path / "cat_png.gif"])
+
+
+def test_summary_keeps_only_thumbnails_of_its_first_rows(files, tmp_path, capsys, monkeypatch):
+    import infocam.experiments.localize as localize
+    from infocam.experiments.localize import LocalizedImage, summary_figure, thumbnails
+
+    r = LocalizedImage(files / "cat.png", 0, 0.5, {}, None)
+    r.panels = {
+        "image": np.zeros((500, 500, 3), np.uint8),
+        "cam": np.zeros((500, 500, 3), np.uint8),
+    }
+    small = thumbnails(r)
+    assert small.panels["image"].shape == (192, 192, 3) and r.panels["cam"].shape[0] == 500
+    with pytest.raises(ValueError, match="at most 100 images"):
+        summary_figure([small] * 101, tmp_path / "s.png", methods=("cam",))
+    monkeypatch.setattr(localize, "SUMMARY_MAX_ROWS", 2)
+    names = []
+    for i in range(3):
+        names.append(str(tmp_path / f"im{i}.png"))
+        Image.open(files / "cat.png").save(names[-1])
+    summary = tmp_path / "summary.png"
+    assert main([*_base(files, tmp_path / "out"), "--summary", str(summary), *names]) == 0
+    assert f"summary -> {summary} (the first 2 of 3 images)" in capsys.readouterr().out
+    with Image.open(summary) as im:
+        assert im.size[1] < 2.6 * 2.4 * 80  # two rows of 2.4 in at 80 dpi, not three
+
+
+_MEMORY_SCRIPT = r"""
+import gc, resource, sys
+gc.disable()  # cyclic garbage (a matplotlib figure per image) stays: measured, not left to luck
+from pathlib import Path
+import numpy as np, torch
+from PIL import Image
+from torch import nn
+import infocam.models
+from infocam.cli import main
+
+d = Path(sys.argv[1])
+torch.manual_seed(0)
+net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                    nn.Flatten(), nn.Linear(8, 3))
+infocam.models.load_classifier = lambda *a, **k: net.eval()  # a tiny model: only memory counts
+rng = np.random.default_rng(0)
+for i in range(18):
+    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(d / f"im{i}.png")
+
+def run(n, out):
+    argv = ["localize", *(str(d / f"im{i}.png") for i in range(n)), "--arch", "x",
+            "--weights", "w", "--image-size", "384", "--out", str(d / out)]
+    assert main(argv) == 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: kiB)
+
+# Peak RSS only grows (no garbage collection): each run adds what it leaves behind, the same
+# per run (parser, model hooks, its last figure) plus what each image leaves.
+a, b, c = run(3, "a"), run(3, "b"), run(18, "c")
+print(f"{(b - a):.1f} {(c - b):.1f}")
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="ru_maxrss: POSIX only")
+def test_memory_is_flat_in_the_number_of_images(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import infocam
+
+    src = str(Path(infocam.__file__).parents[1])  # this checkout's infocam, not an installed one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT, str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=True, env=env,
+    )  # fmt: skip
+    three, eighteen = map(float, out.stdout.split()[-2:])
+    # Each result kept its image and 3 panels (1.7 MiB at 384 px) and a new grid figure per
+    # image stayed until a cyclic garbage collection: 15 more images left ~75 MiB more (now ~0).
+    assert eighteen - three < 25, (three, eighteen)

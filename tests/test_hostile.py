@@ -11,6 +11,8 @@ hold afterwards (no marker file written, a previous result intact, ...).
 from __future__ import annotations
 
 import builtins
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 from PIL import Image
 
 from infocam.cli import main
@@ -202,7 +205,143 @@ MI_CASES: list[Case] = [
     ),
 ]
 
-LOCALIZE_CASES: list[Case] = []
+
+def _huge_png(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real, valid 15000 x 15000 1-bit PNG (28 kB): over PIL's decompression-bomb limit."""
+    side = 15000
+    raw = zlib.compress(bytes(side * (1 + side // 8)), 9)  # each row: filter byte + 1875 bytes
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+    (d / "huge.png").write_bytes(png)
+
+
+def _same_stems(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for sub in ("a", "b"):
+        (d / sub).mkdir()
+        _image(d / sub)
+    _image(d, "cat.jpg")
+    _image(d)
+
+
+def _earlier_run(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _image(d)
+    (d / "out").mkdir()
+    (d / "out" / "cat_grid.png").write_text("an earlier run's result")
+
+
+def _earlier_run_kept(d: Path) -> None:
+    assert (d / "out" / "cat_grid.png").read_text() == "an earlier run's result"
+    assert not (d / "out" / "cat_infocamplus.png").exists()  # refused before any work
+
+
+def _inputs_intact(d: Path) -> None:
+    assert (d / "cat_grid.png").read_bytes() == (d / "cat.png").read_bytes()  # same image
+    assert not (d / "cat_infocamplus.png").exists()  # refused before any work
+
+
+def _both_cats_written(d: Path) -> None:
+    # cat.jpg differs from the three cat.png by its extension, they from each other by folder
+    names = sorted(f.name for f in (d / "out").iterdir())
+    assert names == sorted(
+        f"{stem}_{kind}.png"
+        for stem in ("a_cat_png", "b_cat_png", "cat_jpg", f"{d.name}_cat_png")
+        for kind in ("infocamplus", "grid")
+    ), names
+
+
+def _tiny_weights(d: Path) -> None:
+    torch.manual_seed(0)
+    net = torchvision.models.get_model("shufflenet_v2_x0_5", weights=None, num_classes=3)
+    torch.save(net.state_dict(), d / "w.pt")
+
+
+def _float_tiff(values: np.ndarray) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    def setup(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        _tiny_weights(d)
+        Image.fromarray(values.astype(np.float32)).save(d / "cat.tif")
+
+    return setup
+
+
+_RAMP = np.linspace(-3, 5, 40 * 50).reshape(40, 50)
+_R18 = ("--arch", "resnet18")
+_CATS = ("{d}/a/cat.png", "{d}/b/cat.png", "{d}/cat.png", "{d}/cat.jpg")
+_TINY = ("--arch", "shufflenet_v2_x0_5", "--weights", "{d}/w.pt")
+
+LOCALIZE_CASES: list[Case] = [
+    Case(
+        "15000 x 15000 PNG (decompression bomb)",
+        ("localize", "{d}/huge.png", "--out", "{d}/out", "--arch", "resnet18"),
+        "huge.png: image too large: Image size (225000000 pixels) exceeds limit of 178956970",
+        _huge_png,
+    ),
+    Case(
+        "--image-size 20000",
+        (*_LOCALIZE[:-1], "20000", "--arch", "resnet18"),
+        "--image-size must be at most 4096 pixels",
+        lambda d, mp: _image(d),
+    ),
+    Case(
+        "--gt-box outside the image",
+        (*_LOCALIZE, "--arch", "resnet18", "--gt-box", "10,5,50,30"),
+        "gt_box 10,5,50,30 is not inside image {d}/cat.png (50 x 40 pixels)",
+        lambda d, mp: _image(d),
+    ),
+    Case(
+        "the same image twice",
+        ("localize", "{d}/cat.png", "{d}/sub/../cat.png", "--out", "{d}/out", "--arch", "resnet18"),
+        "image {d}/sub/../cat.png is given twice (also as {d}/cat.png)",
+        lambda d, mp: (d / "sub").mkdir() or _image(d),
+    ),
+    Case(
+        "a second run into the same --out",
+        (*_LOCALIZE, "--arch", "resnet18"),
+        "cat_grid.png exists already (from an earlier run?); pass overwrite=True (--overwrite)",
+        _earlier_run,
+        _earlier_run_kept,
+    ),
+    Case(
+        "--summary naming an image's own output",
+        (*_LOCALIZE, "--arch", "resnet18", "--summary", "{d}/out/cat_grid.png"),
+        "summary {d}/out/cat_grid.png is also an image's output file",
+        lambda d, mp: _image(d),
+    ),
+    Case(
+        "an input image named like an output, even with --overwrite",
+        ("localize", "{d}/cat.png", "{d}/cat_grid.png", "--out", "{d}", "--overwrite", *_R18),
+        "{d}/cat_grid.png is an input image and would be an output of this run",
+        lambda d, mp: _image(d) and _image(d, "cat_grid.png"),
+        _inputs_intact,
+    ),
+    Case(
+        "float TIFF holding NaN",
+        ("localize", "{d}/cat.tif", "--out", "{d}/out", "--image-size", "32", *_TINY),
+        "cat.tif: the float image holds NaN or infinite values",
+        _float_tiff(np.where(_RAMP > 4, np.nan, _RAMP)),
+    ),
+    # exit 0 from here on: the one line on stderr is a warning
+    Case(
+        "float TIFF outside [0, 1] (min-max rescaled, with a note)",
+        ("localize", "{d}/cat.tif", "--out", "{d}/out", "--image-size", "32", *_TINY),
+        "warning: {d}/cat.tif: float image with values in [-3, 5], not [0, 1]: rescaled by its "
+        "own minimum and maximum",
+        _float_tiff(_RAMP),
+        exit=0,
+    ),
+    Case(
+        "same stems in two folders and two formats, random weights",
+        ("localize", *_CATS, "--out", "{d}/out", "--image-size", "32", "--arch", "resnet18"),
+        "warning: no --weights: resnet18 has random weights",
+        _same_stems,
+        _both_cats_written,
+        exit=0,
+    ),
+]
 
 TRAIN_CASES: list[Case] = []
 

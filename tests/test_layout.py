@@ -55,7 +55,7 @@ def test_old_import_paths_still_work():
     import infocam.localization
     import infocam.mi
     from infocam.cli import _args
-    from infocam.experiments import localize
+    from infocam.experiments import localize, localize_inputs
     from infocam.training import add_training_arguments, config_from_args, evaluate, fit
     from infocam.training.loop import EvalResult, TrainResult
 
@@ -67,8 +67,9 @@ def test_old_import_paths_still_work():
     assert {"ClassifierMIEstimator", "MIEstimate"} <= set(infocam.mi.__all__)
     assert {"MaxBoxAccEvaluator", "sum_over_processes"} <= set(infocam.localization.__all__)
     # names that moved out of a module are still found under the old one
-    for name in localize.__all__:
-        assert getattr(infocam.viz, name) is getattr(localize, name), name
+    for module in (localize, localize_inputs):
+        for name in module.__all__:
+            assert getattr(infocam.viz, name) is getattr(module, name), name
     assert add_training_arguments is _args.add_training_arguments
     assert config_from_args is _args.config_from_args
     assert callable(fit) and callable(evaluate) and EvalResult and TrainResult

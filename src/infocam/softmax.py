@@ -20,7 +20,7 @@ prior enters the *training* loss. (That post-hoc rule is ``predict(n, train_prio
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -43,8 +43,8 @@ __all__ = [
     "predict",
 ]
 
-_REDUCTIONS = ("mean", "sum", "none")
 Reduction = Literal["mean", "sum", "none"]
+_REDUCTIONS: tuple[str, ...] = get_args(Reduction)
 
 
 def _check_logits(logits: ArrayLike, name: str = "logits", *, min_dim: int = 1) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Drawing only: overlays like the paper's Figures 2-3 (heat map, predicted box in green, ground
-truth in red) and figures of them.
+truth in red) and figures of them. Nothing here reads or writes a file.
 
 * ``overlay(image, heatmap, pred_box=None, gt_box=None)`` -> (H, W, 3) uint8.
 * ``method_grid(panels, titles)`` -> a matplotlib figure, panels side by side.
@@ -19,14 +19,14 @@ import torch
 
 from infocam.localization import normalize_maps
 
-__all__ = ["METHOD_TITLES", "figure_grid", "method_grid", "overlay"]
+__all__ = ["METHOD_TITLES", "as_uint8_image", "figure_grid", "method_grid", "overlay"]
 
 PRED_COLOUR = (0, 200, 0)
 GT_COLOUR = (230, 0, 0)
 METHOD_TITLES = {"cam": "CAM", "infocam": "infoCAM", "infocam+": "infoCAM+"}
 
 
-def _to_uint8_image(image: Any) -> np.ndarray:
+def as_uint8_image(image: Any) -> np.ndarray:
     img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
         img = img.transpose(1, 2, 0)
@@ -64,7 +64,7 @@ def overlay(
     """
     import matplotlib
 
-    img = _to_uint8_image(image)
+    img = as_uint8_image(image)
     hm = torch.as_tensor(np.asarray(heatmap, dtype=np.float32))
     if hm.dim() != 2 or tuple(hm.shape) != img.shape[:2]:
         raise ValueError(
@@ -141,11 +141,13 @@ def figure_grid(
     return fig
 
 
-# The localize pipeline moved to infocam.experiments.localize; its public names are
-# still reachable here (imported on first use: drawing does not depend on it).
+# The localize pipeline moved to infocam.experiments.localize (and its input checks to
+# infocam.experiments.localize_inputs); their public names are still reachable here, imported
+# on first use: drawing does not depend on them.
 def __getattr__(name: str) -> Any:
-    from infocam.experiments import localize
+    from infocam.experiments import localize, localize_inputs
 
-    if name in localize.__all__:
-        return getattr(localize, name)
+    for module in (localize, localize_inputs):
+        if name in module.__all__:
+            return getattr(module, name)
     raise AttributeError(f"module 'infocam.viz' has no attribute {name!r}")

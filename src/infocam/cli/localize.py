@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from infocam.cam import METHODS
 from infocam.cli._args import (
@@ -21,7 +25,9 @@ def _add_localize(sub: argparse._SubParsersAction) -> None:
         help="heat maps and boxes (CAM, infoCAM, infoCAM+) for images",
         description="Localise the predicted (or --target) class in each IMAGE: writes "
         "<stem>_<method>.png (heat map, predicted box in green, --gt-box in red) and "
-        "<stem>_grid.png (CAM | infoCAM | infoCAM+) to --out.",
+        "<stem>_grid.png (CAM | infoCAM | infoCAM+) to --out. Images sharing a stem get "
+        "longer names (cat_png, a_cat_png); files of an earlier run are replaced only with "
+        "--overwrite.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument(
@@ -43,15 +49,23 @@ def _add_localize(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threshold", type=_fraction, default=0.2, help="box threshold in [0, 1) (default 0.2)"
     )
-    p.add_argument("--image-size", type=_positive_int, default=224, help="side in pixels")
+    p.add_argument(
+        "--image-size", type=_positive_int, default=224, help="side in pixels (at most 4096)"
+    )
     p.add_argument("--target", type=_class_index, help="class to localise (default: top-1)")
     p.add_argument("--gt-box", type=_box_arg, help="x1,y1,x2,y2 in original image pixels")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files an earlier run wrote to --out (default: refuse)",
+    )
+    p.add_argument(
         "--summary",
         metavar="PNG",
-        help="also write one figure of all images: image | CAM | infoCAM+ per row",
+        help="also write one figure of the images: image | CAM | infoCAM+ per row (the first "
+        "100 images)",
     )
     p.set_defaults(func=_run_localize)
 
@@ -67,18 +81,55 @@ def _imagenet_categories(model) -> list[str]:
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
+@contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Show library warnings (a float image min-max rescaled, ...) as one line on stderr."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"infocam: warning: {message}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = show
+        yield
+
+
 def _run_localize(args: argparse.Namespace) -> int:
-    from infocam.experiments.localize import check_image_files, iter_localize_images
+    with _one_line_warnings():  # e.g. PIL's DecompressionBombWarning while checking images
+        return _localize(args)
+
+
+def _localize(args: argparse.Namespace) -> int:
+    from infocam.experiments import localize
+    from infocam.experiments.localize_inputs import check_image_size, check_localize_inputs
     from infocam.models import load_classifier
 
-    # Everything that can be checked is checked before the model loads.
+    # Everything that can be checked is checked before the model loads: the device, the
+    # image size, every image file (and --gt-box inside it), distinct output names, and no
+    # earlier run's files replaced without --overwrite.
     _check_device_arg(args.device)
-    check_image_files(args.images)
+    check_image_size(args.image_size, "--image-size")
+    check_localize_inputs(
+        args.images,
+        args.out,
+        method=args.method,
+        gt_box=args.gt_box,
+        overwrite=args.overwrite,
+        summary=args.summary,
+    )
     model = load_classifier(args.arch, args.weights, args.num_classes)
-    results = []
+    if args.weights is None:
+        print(
+            f"infocam: warning: no --weights: {args.arch} has random weights, so its classes, "
+            "maps and boxes mean nothing (pass a weights file or name)",
+            file=sys.stderr,
+            flush=True,
+        )
+    kept = []  # only what --summary draws: thumbnails of its first rows (memory stays flat)
+    n_images = 0
     # Each image's line is printed as soon as its files are written: an error on a later
     # image (exit 2) loses nothing already done.
-    for r in iter_localize_images(
+    for r in localize.iter_localize_images(
         args.images,
         model,
         args.out,
@@ -90,17 +141,19 @@ def _run_localize(args: argparse.Namespace) -> int:
         gt_box=args.gt_box,
         target=args.target,
         device=args.device,
+        overwrite=args.overwrite,
     ):
         iou = f"  IoU {r.iou[args.method]:.3f}" if r.iou else ""
         print(
-            f"{r.path}: class {r.predicted_class} (p={r.score:.3f})  "
-            f"{args.method} box {r.boxes[args.method]}{iou}  -> {', '.join(map(str, r.files))}",
+            f"{r.path}: class {r.predicted_class} (p={r.score:.3f})  {args.method} box "
+            f"{r.boxes[args.method]}{iou}  -> {', '.join(map(str, r.files))}",
             flush=True,
         )
-        results.append(r)
+        n_images += 1
+        if args.summary and len(kept) < localize.SUMMARY_MAX_ROWS:
+            kept.append(localize.thumbnails(r))
     if args.summary:
-        from infocam.experiments.localize import summary_figure
-
         names = _imagenet_categories(model) if args.weights else ()
-        print(f"summary -> {summary_figure(results, args.summary, class_names=names)}")
+        shown = f" (the first {len(kept)} of {n_images} images)" if n_images > len(kept) else ""
+        print(f"summary -> {localize.summary_figure(kept, args.summary, class_names=names)}{shown}")
     return 0

@@ -42,14 +42,9 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ValueError("--out is required (the run folder)")
     _check_device_arg(args.device)  # before the data loads and OUT/wsol.json is written
     _args._require_data_root(args)
+    sizes = {f"n_{split}": getattr(args, f"n_{split}") for split in ("train", "val", "test")}
     data = load_wsol_data(
-        args.dataset,
-        args.data_root,
-        image_size=args.image_size,
-        n_train=args.n_train,
-        n_val=args.n_val,
-        n_test=args.n_test,
-        seed=args.seed,
+        args.dataset, args.data_root, image_size=args.image_size, seed=args.seed, **sizes
     )
     seed_everything(args.seed)  # the initial weights depend on --seed only
     model = build_wsol_model(

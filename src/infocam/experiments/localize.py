@@ -3,14 +3,17 @@
 * ``localize_images(paths, model, ...)``: read, predict, maps of every method, boxes, one
   overlay PNG per image and a grid of methods; ``iter_localize_images`` yields each image's
   result as soon as its files are written.
-* ``check_image_files(paths)``: every path is an image PIL can open (before any work).
-* ``summary_figure(results, path)``: one PNG of all results, a row per image.
+* ``summary_figure(results, path)``: one PNG of the results, a row per image
+  (``thumbnails`` keeps what one row needs).
+
+The checks made before any work, and the reading of images, are in
+:mod:`infocam.experiments.localize_inputs`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,67 +22,26 @@ import torch
 
 from infocam._imagenet import IMAGENET_MEAN, IMAGENET_STD
 from infocam._validation import check_device, check_int, check_real
-from infocam.cam import METHODS, CAMExtractor, _check_region, class_activation_maps
-from infocam.errors import CorruptImageError
+from infocam.cam import METHODS, CAMExtractor, class_activation_maps
+from infocam.cam.maps import check_region
+from infocam.experiments.localize_inputs import check_image_size, check_localize_inputs, read_image
 from infocam.localization import box_iou, boxes_from_maps, normalize_maps, upsample_maps
-from infocam.viz import METHOD_TITLES, figure_grid, method_grid, overlay
+from infocam.training.checkpoint import atomic_write
+from infocam.viz import METHOD_TITLES, as_uint8_image, figure_grid, method_grid, overlay
 
 __all__ = [
+    "SUMMARY_MAX_ROWS",
     "LocalizedImage",
-    "check_image_files",
     "iter_localize_images",
     "localize_images",
-    "read_image",
     "summary_figure",
+    "thumbnails",
 ]
 
-
-def _open_image(path: str | Path, use: Any) -> Any:
-    """``use(image)`` on the opened image file; a missing, unreadable or undecodable file
-    raises ``FileNotFoundError``, ``PermissionError`` or ``CorruptImageError`` naming it."""
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(2, "image not found", str(p))
-    try:
-        with Image.open(p) as im:
-            return use(im)
-    except PermissionError:
-        raise  # not a corrupt image: the message says "Permission denied" and names the file
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise CorruptImageError(p, str(exc)) from exc
-
-
-def read_image(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """RGB image resized to ``size`` x ``size`` (uint8) and its original (width, height)."""
-    from PIL import Image
-
-    size = check_int(size, "size", minimum=1)
-
-    def load(im: Any) -> tuple[np.ndarray, tuple[int, int]]:
-        rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-        return np.array(rgb), im.size
-
-    return _open_image(path, load)
-
-
-def check_image_files(paths: Sequence[str | Path]) -> list[Path]:
-    """Check, before any work, that every path is an image file PIL can open.
-
-    Opens each header and runs ``Image.verify()`` (no full decode, so a file truncated in
-    its pixel data is only found when read). Raises for the first bad file, naming it:
-    ``FileNotFoundError`` (missing or not a file), ``PermissionError`` or
-    ``CorruptImageError``. Returns the paths as ``Path`` objects.
-    """
-    if isinstance(paths, str | Path):
-        paths = [paths]
-    out = [Path(p) for p in paths]
-    if not out:
-        raise ValueError("paths must name at least one image file; got none")
-    for p in out:
-        _open_image(p, lambda im: im.verify())
-    return out
+# Rows of one summary figure: 2.4 in x 80 dpi = 192 px per row stays well inside matplotlib's
+# 2^16-pixel limit; the CLI keeps thumbnails of only this many images for it.
+SUMMARY_MAX_ROWS = 100
+SUMMARY_PANEL_PX = 192
 
 
 def _resize_box(box: Sequence[int], original: tuple[int, int], size: int) -> list[int]:
@@ -110,10 +72,15 @@ def localize_images(
 
     Per image: ``<stem>_<method>.png`` (heat map of ``method`` with its box, and ``gt_box`` in
     red when given, in the original image's pixel coordinates) and ``<stem>_grid.png``
-    (CAM | infoCAM | infoCAM+). The class is ``target`` or the top-1 prediction.
-    ``options`` are those of :func:`iter_localize_images` (``method``, ``region``,
-    ``region_padding``, ``threshold``, ``image_size``, ``gt_box``, ``target``, ``device``).
+    (CAM | infoCAM | infoCAM+). Images sharing a stem get longer, distinct names
+    (``cat_png``, ``a_cat_png``; see :func:`check_localize_inputs`); files already in
+    ``out_dir`` are replaced only with ``overwrite=True``. The class is ``target`` or the
+    top-1 prediction. ``options`` are those of :func:`iter_localize_images` (``method``,
+    ``region``, ``region_padding``, ``threshold``, ``image_size``, ``gt_box``, ``target``,
+    ``device``, ``overwrite``).
     Every argument and every image file is checked before the first image is processed.
+    Each result keeps its full-size panels: for many images iterate
+    :func:`iter_localize_images` instead and keep only what you need (e.g. :func:`thumbnails`).
     """
     return list(iter_localize_images(paths, model, out_dir, **options))
 
@@ -131,36 +98,67 @@ def iter_localize_images(
     gt_box: Sequence[int] | None = None,
     target: int | None = None,
     device: str | torch.device = "cpu",
+    overwrite: bool = False,
 ) -> Iterator[LocalizedImage]:
     """:func:`localize_images` one image at a time: each result is yielded once its PNGs are
     written, so an error on a later image loses nothing already done. The arguments and all
-    image files are checked on the first ``next()``, before any image is processed.
+    image files are checked on the first ``next()``, before any image is processed. Nothing
+    of earlier results is kept here: memory stays flat in the number of images.
 
     ``method``: the map drawn in ``<stem>_<method>.png`` (all three go in the grid);
     ``region`` / ``region_padding``: see :func:`infocam.class_activation_maps`; ``threshold``:
-    the box threshold; ``image_size``: the side images are resized to; ``gt_box``: a
-    ground-truth box in original-image pixels; ``target``: the class (default: top-1).
+    the box threshold; ``image_size``: the side images are resized to, at most
+    :data:`~infocam.experiments.localize_inputs.MAX_IMAGE_SIZE`; ``gt_box``: a ground-truth
+    box in original-image pixels; ``target``: the class (default: top-1); ``overwrite``:
+    replace files an earlier run wrote to ``out_dir``.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    region = _check_region(region, region_padding)
+    region = check_region(region, region_padding)
     threshold = check_real(threshold, "threshold", 0, 1, high_open=True)
-    image_size = check_int(image_size, "image_size", minimum=1)
+    image_size = check_image_size(image_size)
     if target is not None:
         target = check_int(target, "target", minimum=0)
-    if gt_box is not None and (len(gt_box) != 4 or gt_box[2] < gt_box[0] or gt_box[3] < gt_box[1]):
-        raise ValueError(f"gt_box must be x1,y1,x2,y2 with x2 >= x1, y2 >= y1; got {gt_box}")
     device = check_device(device)
-    paths = check_image_files(paths)
+    planned = check_localize_inputs(
+        paths, out_dir, method=method, gt_box=gt_box, overwrite=overwrite
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.to(device)
     extractor = CAMExtractor(model)
     mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
     std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
-    for path in paths:
-        rgb, original = read_image(path, image_size)
-        x = torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div(255)
+    grids = _GridWriter()
+    try:
+        yield from _localize_each(
+            planned, model, extractor, mean, std, grids, method, region, region_padding,
+            threshold, image_size, gt_box, target, device,
+        )  # fmt: skip
+    finally:
+        grids.close()
+
+
+def _localize_each(
+    planned: list[tuple[Path, list[Path]]],
+    model: torch.nn.Module,
+    extractor: CAMExtractor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    grids: _GridWriter,
+    method: str,
+    region: int,
+    region_padding: str,
+    threshold: float,
+    image_size: int,
+    gt_box: Sequence[int] | None,
+    target: int | None,
+    device: torch.device,
+) -> Iterator[LocalizedImage]:
+    """The per-image loop of :func:`iter_localize_images` (arguments already checked)."""
+    for path, (single, grid) in planned:
+        img, original = read_image(path, image_size)  # float32 in [0, 1], real bit depth
+        x = torch.from_numpy(img).to(device).permute(2, 0, 1)
         x = ((x - mean) / std)[None]
         maps, boxes = {}, {}
         # One forward pass: the other methods' maps are einsums on the same features.
@@ -192,29 +190,86 @@ def iter_localize_images(
             for m in METHODS:
                 iou = box_iou(torch.tensor([boxes[m]]), torch.tensor([gt]))
                 item.iou[m] = float(iou[0, 0])
+        rgb = as_uint8_image(img)
         panels = [overlay(rgb, maps[m][0].cpu(), boxes[m], gt) for m in METHODS]
-        stem = Path(path).stem
-        single = out / f"{stem}_{method.replace('+', 'plus')}.png"
         _save_png(panels[METHODS.index(method)], single)
-        grid = out / f"{stem}_grid.png"
         titles = [
             METHOD_TITLES[m] + (f"  IoU {item.iou[m]:.2f}" if m in item.iou else "")
             for m in METHODS
         ]
-        fig = method_grid(panels, titles, f"{stem}: class {cls} (p = {item.score:.3f})")
-        fig.savefig(grid, dpi=100)
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        stem = grid.name[: -len("_grid.png")]
+        grids.write(panels, titles, f"{stem}: class {cls} (p = {item.score:.3f})", grid)
         item.files = [single, grid]
         item.panels = {"image": rgb, **dict(zip(METHODS, panels, strict=True))}
         yield item
 
 
-def _save_png(img: np.ndarray, path: Path) -> None:
+def thumbnails(result: LocalizedImage, side: int = SUMMARY_PANEL_PX) -> LocalizedImage:
+    """A copy of ``result`` whose panels are shrunk to at most ``side`` pixels (what one row of
+    :func:`summary_figure` shows), so that a summary of many images needs little memory."""
     from PIL import Image
 
-    Image.fromarray(img).save(path)
+    side = check_int(side, "side", minimum=1)
+
+    def shrink(panel: np.ndarray) -> np.ndarray:
+        h, w = panel.shape[:2]
+        if max(h, w) <= side:
+            return panel
+        scale = side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        return np.asarray(Image.fromarray(panel).resize(size, Image.Resampling.LANCZOS))
+
+    return replace(result, panels={k: shrink(v) for k, v in result.panels.items()})
+
+
+class _GridWriter:
+    """Writes every image's ``method_grid`` with ONE matplotlib figure, its panels and titles
+    replaced per image. A new figure per image is freed only by Python's cyclic garbage
+    collector (a figure is a web of cycles): memory grew with the number of images, about
+    6 MB per 512 px image, and a ``gc.collect()`` per image cost more than drawing it."""
+
+    def __init__(self) -> None:
+        self.fig: Any = None
+
+    def write(
+        self, panels: Sequence[np.ndarray], titles: Sequence[str], suptitle: str, path: Path
+    ) -> None:
+        if self.fig is None or any(
+            ax.images[0].get_array().shape != panel.shape
+            for ax, panel in zip(self.fig.axes, panels, strict=True)
+        ):
+            self.close()
+            self.fig = method_grid(panels, titles, suptitle)
+        else:
+            for ax, panel, title in zip(self.fig.axes, panels, titles, strict=True):
+                ax.images[0].set_data(panel)
+                ax.set_title(title)
+            self.fig.suptitle(suptitle)
+        atomic_write(path, lambda f: self.fig.savefig(f, format="png", dpi=100))
+
+    def close(self) -> None:
+        if self.fig is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(self.fig)
+            self.fig = None
+
+
+def _save_png(img: np.ndarray, path: Path) -> None:
+    """Write atomically: an interrupted run (or --overwrite) never leaves half a PNG."""
+    from PIL import Image
+
+    atomic_write(path, lambda f: Image.fromarray(img).save(f, format="PNG"))
+
+
+def _save_figure(fig: Any, path: Path, dpi: int) -> None:
+    """``fig.savefig`` to ``path`` atomically; the figure is closed either way."""
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
 
 
 def summary_figure(
@@ -225,7 +280,8 @@ def summary_figure(
     panel_size: float = 2.4,
     dpi: int = 80,
 ) -> Path:
-    """One PNG of all ``localize_images`` results: a row per image, image | each method.
+    """One PNG of ``localize_images`` results: a row per image, image | each method (at most
+    :data:`SUMMARY_MAX_ROWS` rows; :func:`thumbnails` of the results draw the same figure).
 
     Rows are labelled with the predicted class (its name from ``class_names`` when given) and
     its probability; boxes are those ``localize_images`` drew.
@@ -235,6 +291,11 @@ def summary_figure(
         raise ValueError(f"methods must be a non-empty subset of {METHODS}; got {methods!r}")
     if not results:
         raise ValueError("results is empty: nothing to draw")
+    if len(results) > SUMMARY_MAX_ROWS:
+        raise ValueError(
+            f"results must hold at most {SUMMARY_MAX_ROWS} images (one row each) for one "
+            f"summary figure; got {len(results)}"
+        )
     rows, labels = [], []
     for r in results:
         if not r.panels:
@@ -247,11 +308,5 @@ def summary_figure(
         rows, ["image", *(METHOD_TITLES[m] for m in methods)], labels, panel_size=panel_size
     )
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(out, dpi=dpi)
-    finally:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+    _save_figure(fig, out, dpi=dpi)
     return out

@@ -1,29 +1,8 @@
-r"""Class activation maps: CAM, infoCAM and infoCAM+ for any CNN with a GAP + linear head.
+"""``CAMExtractor``: maps of any CNN with a global-average-pool + linear head, from images.
 
-For features ``g`` of shape (K, h, w) and head weights ``W`` (M, K), the map of class ``y`` is
-
-.. math:: M_y(a, b) = \sum_k c_k \, g_k(a, b)
-
-with the contrast vector ``c``:
-
-* ``"cam"``      (Zhou et al. 2016): ``c = W_y``;
-* ``"infocam"``  (the paper, Eq. 14): ``c = W_y - mean_{j != y} W_j``, the PMI of ``y`` minus the
-  average PMI of the other classes, decomposed point-wise;
-* ``"infocam+"`` (the paper, Eq. 15): ``c = W_y - W_z`` with ``z = argmin logits`` the least
-  likely class.
-
-The paper's region ``R`` sums the map over an ``r x r`` window around each cell:
-``region_filter(map, r)`` equals ``conv2d(map, ones(r, r), padding="same")`` (zero outside the
-map, same output size; for even ``r`` the window reaches one more cell right/down, as torch's
-``padding="same"`` does, so an even region's map sits half a cell up-left of the features).
-``region_padding="centered"`` centres even windows: the (r + 1)-tap kernel
-``[1/2, 1, ..., 1, 1/2]`` in each direction, the mean of the four r x r windows around the cell
-(the same sum r^2 of weights; identical to ``"same"`` for odd ``r``).
-``region_padding="full"`` gives the original code's full convolution (output ``h + r - 1`` by
-``w + r - 1``) for anyone comparing with it. ``r = 1`` is no filter.
-
-Everything is one ``einsum`` with no backward pass, runs under ``torch.inference_mode()`` on the
-features' device; float16/bfloat16 inputs are accumulated and returned in float32.
+Hooks exist for one call only and are removed even when the model raises; every module's
+train/eval flag is restored; the feature layer and classifier are found on the first call and
+checked to reproduce the logits.
 """
 
 from __future__ import annotations
@@ -31,207 +10,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infocam._validation import (
-    ArrayLike,
-    as_tensor,
-    check_finite,
-    check_floating,
-    check_int,
-    check_target,
+from infocam._validation import as_tensor, check_floating
+from infocam.cam.maps import (
+    Method,
+    RegionPadding,
+    _check_method,
+    check_region,
+    class_activation_maps,
 )
 
-__all__ = [
-    "METHODS",
-    "REGION_PADDINGS",
-    "CAMExtractor",
-    "CAMResult",
-    "class_activation_maps",
-    "contrast_weights",
-    "region_filter",
-]
+__all__ = ["CAMExtractor", "CAMResult"]
 
-METHODS = ("cam", "infocam", "infocam+")
-Method = Literal["cam", "infocam", "infocam+"]
-REGION_PADDINGS = ("same", "centered", "full")
-RegionPadding = Literal["same", "centered", "full"]
 _POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)  # global pooling layers
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float16/bfloat16 accumulate in float32; float32/float64 stay as they are."""
-    return torch.promote_types(dtype, torch.float32)
-
-
-def _check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    return method
-
-
-def _check_region(region: Any, region_padding: str) -> int:
-    """``region`` as an int >= 1 (numpy integers and 0-d integer tensors too; 1 = no filter)."""
-    region = check_int(region, "region", minimum=1)
-    if region_padding not in REGION_PADDINGS:
-        raise ValueError(f"region_padding must be one of {REGION_PADDINGS}; got {region_padding!r}")
-    return region
-
-
-def contrast_weights(
-    fc_weight: torch.Tensor,
-    target: torch.Tensor | None,
-    method: Method = "cam",
-    logits: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Contrast vectors ``c`` (one per sample, or one per class when ``target`` is None).
-
-    Returns (N, K) for a target of shape (N,), or (N, M, K) for ``target=None`` with method
-    ``"infocam+"`` (its least likely class depends on the sample), else (M, K).
-    """
-    _check_method(method)
-    w = fc_weight
-    m = w.shape[0]
-    if method != "cam" and m < 2:
-        raise ValueError(f"fc_weight must have at least 2 classes for {method!r}; got M={m}")
-    if method == "cam":
-        return w if target is None else w[target]
-    if method == "infocam":
-        # W_y - mean_{j != y} W_j = (M W_y - sum_j W_j) / (M - 1)
-        total = w.sum(0)
-        all_c = (m * w - total) / (m - 1)
-        return all_c if target is None else all_c[target]
-    assert logits is not None
-    z = logits.argmin(1)
-    wz = w[z]  # (N, K)
-    if target is None:
-        return w.unsqueeze(0) - wz.unsqueeze(1)  # (N, M, K)
-    return w[target] - wz
-
-
-def region_filter(
-    maps: torch.Tensor, region: int, region_padding: RegionPadding = "same"
-) -> torch.Tensor:
-    """Sum each map over an ``region x region`` window (zero outside the map).
-
-    ``maps`` has shape (..., h, w). ``"same"`` keeps (h, w) and equals
-    ``conv2d(map, ones(r, r), padding="same")``; ``"centered"`` keeps (h, w) and, for even
-    ``r``, weights the window ``k k^T`` with ``k = [1/2, 1, ..., 1, 1/2]`` (r + 1 taps) centred
-    on the cell; ``"full"`` returns (h + r - 1, w + r - 1).
-    """
-    region = _check_region(region, region_padding)
-    if region == 1:
-        return maps
-    lead, (h, w) = maps.shape[:-2], maps.shape[-2:]
-    x = maps.reshape(-1, 1, h, w)
-    taps = torch.ones(region, dtype=x.dtype, device=x.device)
-    if region_padding == "centered" and region % 2 == 0:
-        taps = torch.cat([taps.new_tensor([0.5]), taps[1:], taps.new_tensor([0.5])])
-        lo = hi = region // 2
-    elif region_padding == "full":
-        lo = hi = region - 1
-    else:  # "same" (and "centered" for odd r)
-        lo, hi = (region - 1) // 2, region // 2
-    x = F.pad(x, (lo, hi, lo, hi))
-    kernel = torch.outer(taps, taps)[None, None]
-    out = F.conv2d(x, kernel)
-    return out.reshape(*lead, *out.shape[-2:])
-
-
-def class_activation_maps(
-    features: torch.Tensor,
-    fc_weight: torch.Tensor,
-    target: ArrayLike,
-    method: Method = "cam",
-    region: int = 1,
-    logits: torch.Tensor | None = None,
-    *,
-    region_padding: RegionPadding = "same",
-) -> torch.Tensor:
-    """CAM / infoCAM / infoCAM+ maps of ``target`` for features (N, K, h, w).
-
-    Args:
-        features: (N, K, h, w) last spatial feature map (before global average pooling).
-        fc_weight: (M, K) weight of the final linear layer (its bias does not enter a map).
-        target: (N,) class index per sample, or ``"all"`` for every class's map.
-        method: ``"cam"``, ``"infocam"`` or ``"infocam+"`` (see the module docstring).
-        region: side ``r`` of the paper's region R (1 = none).
-        logits: (N, M) the model's logits, used by ``"infocam+"`` to find the least likely
-            class. When None it is ``mean_hw(features) @ fc_weight.T`` (bias ignored: pass the
-            real logits if the head has a bias that could change the argmin).
-        region_padding: ``"same"`` (default), ``"centered"`` (even windows centred on the
-            cell) or ``"full"`` (the original code's convolution).
-
-    Returns:
-        (N, h, w) maps, or (N, M, h, w) for ``target="all"`` (bigger with ``"full"`` padding),
-        on the features' device, float32 for half inputs.
-    """
-    method = _check_method(method)
-    region = _check_region(region, region_padding)
-    g = check_floating(as_tensor(features, "features"), "features")
-    if g.dim() != 4:
-        raise ValueError(f"features must have shape (N, K, h, w); got {tuple(g.shape)}")
-    w = check_floating(as_tensor(fc_weight, "fc_weight", device=g.device), "fc_weight")
-    if w.dim() != 2:
-        raise ValueError(f"fc_weight must have shape (M, K); got {tuple(w.shape)}")
-    n, k = g.shape[:2]
-    if w.shape[1] != k:
-        raise ValueError(
-            f"fc_weight must have K={k} columns to match features (N, K, h, w) = "
-            f"{tuple(g.shape)}; got fc_weight of shape {tuple(w.shape)}"
-        )
-    m = w.shape[0]
-    all_classes = isinstance(target, str)
-    if all_classes and target != "all":
-        raise ValueError(f"target must be class indices of shape ({n},) or 'all'; got {target!r}")
-    if not isinstance(target, str | torch.Tensor | np.ndarray | list | tuple):
-        raise TypeError(
-            f"target must be class indices of shape ({n},) (a tensor, array or list) or 'all' "
-            f"for every class's map; got {type(target).__name__}"
-        )
-    t = None
-    if not all_classes:
-        t = check_target(
-            target,
-            "target",
-            n=n,
-            num_classes=m,
-            device=g.device,
-            match=f"features (N, K, h, w) = {tuple(g.shape)}",
-        )
-
-    dtype = _compute_dtype(torch.promote_types(g.dtype, w.dtype))
-    g = g.to(dtype)
-    w = w.to(dtype)
-    if method == "infocam+":
-        if logits is None:
-            logits = g.mean((2, 3)) @ w.T
-        else:
-            logits = check_floating(as_tensor(logits, "logits", device=g.device), "logits")
-            if logits.shape != (n, m):
-                raise ValueError(
-                    f"logits must have shape (N, M) = ({n}, {m}); got {tuple(logits.shape)}"
-                )
-            check_finite(logits, "logits")  # argmin of NaN logits picks an arbitrary class
-    with torch.no_grad():
-        if t is not None:
-            maps = torch.einsum("nk,nkhw->nhw", contrast_weights(w, t, method, logits), g)
-        elif method == "infocam+":
-            # CAM_y - CAM_z for every y: no (N, M, K) tensor of contrast vectors
-            cams = torch.einsum("mk,nkhw->nmhw", w, g)
-            z = logits.argmin(1)
-            maps = cams - cams[torch.arange(n, device=g.device), z].unsqueeze(1)
-        else:
-            maps = torch.einsum("mk,nkhw->nmhw", contrast_weights(w, None, method), g)
-        return region_filter(maps, region, region_padding)
-
-
-# --------------------------------------------------------------------------- extractor
 
 
 @dataclass(frozen=True)
@@ -296,8 +92,10 @@ class CAMExtractor:
     In-place operations applied to that output before pooling (DenseNet's
     ``F.relu(inplace=True)``) are seen by the maps, as they should be. The pair is then
     checked: averaging the features and applying the classifier must reproduce the logits,
-    otherwise the model has no GAP + linear head and a ``ValueError`` names what was found.
-    The found names are kept in ``feature_layer_`` and ``classifier_``.
+    with the classifier's own weights and again with random ones put in its place for one
+    forward pass (so a zero-initialised head cannot pass vacuously); otherwise the model has
+    no GAP + linear head and a ``ValueError`` names what was found. The found names are kept
+    in ``feature_layer_`` and ``classifier_``. An empty batch (N = 0) raises ``ValueError``.
 
     When no module outputs a spatial map before the pooling (``Sequential(AdaptiveAvgPool2d(1),
     Flatten(), Linear)`` applied to a feature map), the features are the pooling layer's
@@ -402,13 +200,42 @@ class CAMExtractor:
             )
         with torch.no_grad():
             pooled = F.linear(feats.float().mean((2, 3)), fc.weight.float(), _bias(fc))
-        scale = float(out.float().abs().max()) + 1e-6
-        if out.shape != pooled.shape or not torch.allclose(
-            pooled, out.float(), rtol=1e-3, atol=1e-3 * scale
-        ):
+        if not _reproduces(out, pooled):
             raise ValueError(
                 f"no GAP + linear head found: averaging {what} does not reproduce the model's "
                 "logits; CAMs need logits = Linear(mean_hw(features)). Pass feature_layer= and "
+                "classifier= if the model has such a head"
+            )
+        self._probe_head(images, what)
+
+    def _probe_head(self, images: torch.Tensor, what: str) -> None:
+        """Check the head with random weights: logits = W_r mean_hw(features) + b_r.
+
+        The check with the model's own weights passes vacuously when they are all zero (a
+        fresh torchvision ViT's zero-initialised head: 0 == 0 whatever the classifier reads).
+        Here a forward hook replaces the classifier's output by ``Linear(input; W_r, b_r)``
+        with random non-zero ``W_r, b_r`` (a fixed local generator: the global RNG is not
+        touched, the model's parameters are not changed), so the logits must follow the
+        classifier's real input, and that input must be the features' spatial mean.
+        """
+        fc = dict(self.model.named_modules())[self.classifier_]
+        gen = torch.Generator().manual_seed(0)
+        w = torch.randn(fc.out_features, fc.in_features, generator=gen) / fc.in_features**0.5
+        b = torch.randn(fc.out_features, generator=gen)
+
+        def random_head(mod: nn.Module, inp: Any, out: Any) -> torch.Tensor:
+            x = inp[0]
+            return F.linear(x, w.to(x.device, x.dtype), b.to(x.device, x.dtype))
+
+        with _hooks([fc.register_forward_hook(random_head)]):
+            feats, out = self._forward(images)
+        with torch.no_grad():
+            expect = F.linear(feats.float().mean((2, 3)), w.to(feats.device), b.to(feats.device))
+        if not _reproduces(out, expect):
+            raise ValueError(
+                f"no GAP + linear head found: with random weights in the classifier, {what} "
+                "do not give logits = Linear(mean_hw(features)) (the model's own head weights "
+                "only passed that check vacuously, e.g. all zero); pass feature_layer= and "
                 "classifier= if the model has such a head"
             )
 
@@ -454,10 +281,18 @@ class CAMExtractor:
         region_padding: RegionPadding = "same",
     ) -> CAMResult:
         _check_method(method)
-        _check_region(region, region_padding)
+        check_region(region, region_padding)
         x = check_floating(as_tensor(images, "images"), "images")
         if x.dim() != 4:
             raise ValueError(f"images must have shape (N, C, H, W); got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            # Refused on every call, not only the first: layer detection and the head check
+            # need a real forward pass (an empty one passes any check vacuously), and a result
+            # must not depend on whether an earlier call detected the layers.
+            raise ValueError(
+                f"images must hold at least one image (N >= 1); got an empty batch of shape "
+                f"{tuple(x.shape)}"
+            )
         if self.feature_layer_ is None or self.classifier_ is None:
             given = (self.feature_layer_, self.classifier_)
             try:
@@ -487,3 +322,13 @@ class CAMExtractor:
 
 def _bias(fc: nn.Linear) -> torch.Tensor | None:
     return None if fc.bias is None else fc.bias.float()
+
+
+def _reproduces(out: torch.Tensor, expect: torch.Tensor) -> bool:
+    """``out`` (the model's logits) equals ``expect`` (float32) up to the rounding of the
+    logits' dtype (1e-3, or 4 ulps for half types: bfloat16 logits differ by ~1e-2)."""
+    scale = float(out.float().abs().max()) + 1e-6
+    tol = max(1e-3, 4 * torch.finfo(out.dtype).eps) if out.is_floating_point() else 1e-3
+    return out.shape == expect.shape and torch.allclose(
+        expect, out.float(), rtol=tol, atol=tol * scale
+    )

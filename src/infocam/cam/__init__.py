@@ -1,0 +1,53 @@
+r"""Class activation maps: CAM, infoCAM and infoCAM+ for any CNN with a GAP + linear head.
+
+For features ``g`` of shape (K, h, w) and head weights ``W`` (M, K), the map of class ``y`` is
+
+.. math:: M_y(a, b) = \sum_k c_k \, g_k(a, b)
+
+with the contrast vector ``c``:
+
+* ``"cam"``      (Zhou et al. 2016): ``c = W_y``;
+* ``"infocam"``  (the paper, Eq. 14): ``c = W_y - mean_{j != y} W_j``, the PMI of ``y`` minus the
+  average PMI of the other classes, decomposed point-wise;
+* ``"infocam+"`` (the paper, Eq. 15): ``c = W_y - W_z`` with ``z = argmin logits`` the least
+  likely class.
+
+The paper's region ``R`` sums the map over an ``r x r`` window around each cell:
+``region_filter(map, r)`` equals ``conv2d(map, ones(r, r), padding="same")`` (zero outside the
+map, same output size; for even ``r`` the window reaches one more cell right/down, as torch's
+``padding="same"`` does, so an even region's map sits half a cell up-left of the features).
+``region_padding="centered"`` centres even windows: the (r + 1)-tap kernel
+``[1/2, 1, ..., 1, 1/2]`` in each direction, the mean of the four r x r windows around the cell
+(the same sum r^2 of weights; identical to ``"same"`` for odd ``r``).
+``region_padding="full"`` gives the original code's full convolution (output ``h + r - 1`` by
+``w + r - 1``) for anyone comparing with it. ``r = 1`` is no filter.
+
+Everything is one ``einsum`` with no backward pass, runs under ``torch.inference_mode()`` on the
+features' device; float16/bfloat16 inputs are accumulated and returned in float32.
+
+Modules: :mod:`~infocam.cam.maps` (contrast weights, region filter, the maps) and
+:mod:`~infocam.cam.extractor` (``CAMExtractor``: the maps of a model, from images).
+"""
+
+from infocam.cam.extractor import CAMExtractor, CAMResult
+from infocam.cam.maps import (
+    METHODS,
+    REGION_PADDINGS,
+    Method,
+    RegionPadding,
+    class_activation_maps,
+    contrast_weights,
+    region_filter,
+)
+
+__all__ = [
+    "METHODS",
+    "REGION_PADDINGS",
+    "CAMExtractor",
+    "CAMResult",
+    "Method",
+    "RegionPadding",
+    "class_activation_maps",
+    "contrast_weights",
+    "region_filter",
+]
