@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from infocam._imagenet import IMAGENET_MEAN, IMAGENET_STD
 from infocam._validation import check_device, check_int, check_real
 from infocam.cam import METHODS, CAMExtractor, _check_region, class_activation_maps
 from infocam.errors import CorruptImageError
 from infocam.localization import box_iou, boxes_from_maps, normalize_maps, upsample_maps
+from infocam.models.inputs import IMAGENET_INPUT, InputSpec
 
 __all__ = [
     "LocalizedImage",
@@ -199,6 +199,7 @@ def localize_images(
     gt_box: Sequence[int] | None = None,
     target: int | None = None,
     device: str | torch.device = "cpu",
+    input_spec: InputSpec | None = None,
 ) -> list[LocalizedImage]:
     """Maps, boxes and overlays for image files; writes PNGs to ``out_dir``.
 
@@ -206,6 +207,8 @@ def localize_images(
     red when given, in the original image's pixel coordinates) and ``<stem>_grid.png``
     (CAM | infoCAM | infoCAM+). The class is ``target`` or the top-1 prediction.
     ``region`` / ``region_padding``: see :func:`infocam.class_activation_maps`.
+    ``input_spec``: how the model takes images (channels, normalisation; default ImageNet's),
+    e.g. from :func:`infocam.models.registry.load_classifier_with_input`.
     Every argument and every image file is checked before the first image is processed.
     """
     return list(
@@ -221,6 +224,7 @@ def localize_images(
             gt_box=gt_box,
             target=target,
             device=device,
+            input_spec=input_spec,
         )
     )
 
@@ -238,6 +242,7 @@ def iter_localize_images(
     gt_box: Sequence[int] | None = None,
     target: int | None = None,
     device: str | torch.device = "cpu",
+    input_spec: InputSpec | None = None,
 ) -> Iterator[LocalizedImage]:
     """:func:`localize_images` one image at a time: each result is yielded once its PNGs are
     written, so an error on a later image loses nothing already done. The arguments and all
@@ -257,16 +262,24 @@ def iter_localize_images(
     out.mkdir(parents=True, exist_ok=True)
     model = model.to(device)
     extractor = CAMExtractor(model)
-    mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+    spec = IMAGENET_INPUT if input_spec is None else input_spec
     for path in paths:
         rgb, original = read_image(path, image_size)
         x = torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div(255)
-        x = ((x - mean) / std)[None]
+        x = spec.prepare(x)[None]
         maps, boxes = {}, {}
         # One forward pass: the other methods' maps are einsums on the same features.
         t = None if target is None else [target]
-        res = extractor(x, t, "cam", region, region_padding=region_padding)
+        try:
+            res = extractor(x, t, "cam", region, region_padding=region_padding)
+        except RuntimeError as exc:  # e.g. a flatten + linear head sized for other images
+            if isinstance(exc, torch.OutOfMemoryError):
+                raise
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"{type(model).__name__} cannot take a {tuple(x.shape)} input ({detail}); "
+                "check --image-size and --arch"
+            ) from exc
         assert res.target is not None
         fc_weight = dict(model.named_modules())[extractor.classifier_].weight
         for m in METHODS:

@@ -67,13 +67,14 @@ def _imagenet_categories(model) -> list[str]:
 
 
 def _run_localize(args: argparse.Namespace) -> int:
-    from infocam.models import load_classifier
+    from infocam.models.registry import load_classifier_with_input
     from infocam.viz import check_image_files, iter_localize_images
 
     # Everything that can be checked is checked before the model loads.
     _check_device_arg(args.device)
     check_image_files(args.images)
-    model = load_classifier(args.arch, args.weights, args.num_classes)
+    # the channels and normalisation it was trained with (1-channel models: grayscale)
+    model, input_spec = load_classifier_with_input(args.arch, args.weights, args.num_classes)
     results = []
     # Each image's line is printed as soon as its files are written: an error on a later
     # image (exit 2) loses nothing already done.
@@ -89,6 +90,7 @@ def _run_localize(args: argparse.Namespace) -> int:
         gt_box=args.gt_box,
         target=args.target,
         device=args.device,
+        input_spec=input_spec,
     ):
         iou = f"  IoU {r.iou[args.method]:.3f}" if r.iou else ""
         print(
