@@ -94,6 +94,22 @@ def test_input_spec_feeds_grayscale_and_normalises():
         InputSpec(3, (0.5,), (1.0, 1.0, 1.0))
 
 
+def test_load_classifier_takes_the_channels_of_the_weights(tmp_path):
+    """A plain state dict (no "input" record) loads for any channels; only feeding images to
+    a 1-channel model needs the normalisation it was trained with."""
+    from infocam.errors import CheckpointError
+    from infocam.models.registry import load_classifier_with_input
+
+    for channels in (1, 3):
+        model = get_model("small_gap_cnn", 4, in_channels=channels)
+        torch.save(model.state_dict(), tmp_path / f"c{channels}.pt")
+        loaded = load_classifier("small_gap_cnn", str(tmp_path / f"c{channels}.pt"))
+        assert loaded.state_dict()["features.conv1.weight"].shape[1] == channels
+    assert load_classifier_with_input("small_gap_cnn", str(tmp_path / "c3.pt"))[1].channels == 3
+    with pytest.raises(CheckpointError, match="1-channel model and do not record"):
+        load_classifier_with_input("small_gap_cnn", str(tmp_path / "c1.pt"))
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     cases = [
         (["evaluate", str(tmp_path / "nothing")], "wsol.json"),

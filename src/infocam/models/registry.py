@@ -126,7 +126,7 @@ def load_classifier(
     ``num_classes`` defaults to the rows of the checkpoint's last linear weight (1000 without
     weights).
     """
-    return load_classifier_with_input(arch, weights, num_classes)[0]
+    return _load_classifier(arch, weights, num_classes)[0]
 
 
 def _state_channels(state: dict[str, torch.Tensor]) -> int | None:
@@ -137,20 +137,16 @@ def _state_channels(state: dict[str, torch.Tensor]) -> int | None:
     return None
 
 
-def _input_of_file(record: object, state: dict[str, torch.Tensor], path: Path) -> InputSpec:
-    """The input a weights file's model takes: its ``"input"`` record (written by training),
-    else ImageNet's for a 3-channel model; a 1-channel model without one cannot be fed."""
+def _input_of_file(
+    record: object, state: dict[str, torch.Tensor], path: Path
+) -> tuple[int | None, InputSpec | None]:
+    """The input channels of a weights file's model and how to feed it: its ``"input"``
+    record (written by training), else ImageNet's for a 3-channel model, else unknown."""
     if record is not None:
-        return InputSpec.from_record(record, str(path))
+        spec = InputSpec.from_record(record, str(path))
+        return spec.channels, spec
     channels = _state_channels(state)
-    if channels in (3, None):
-        return IMAGENET_INPUT
-    from infocam.errors import CheckpointError
-
-    raise CheckpointError(
-        f"weights {path} are for a {channels}-channel model and do not record how its inputs "
-        "were normalised (checkpoints written by infocam train record it): cannot feed it images"
-    )
+    return channels, IMAGENET_INPUT if channels in (3, None) else None
 
 
 def load_classifier_with_input(
@@ -165,6 +161,21 @@ def load_classifier_with_input(
     :class:`~infocam.errors.CheckpointError`; without weights, a 1-channel model takes [0, 1]
     grayscale.
     """
+    model, spec = _load_classifier(arch, weights, num_classes)
+    if spec is None:
+        from infocam.errors import CheckpointError
+
+        raise CheckpointError(
+            f"weights {weights} are for a {first_conv_channels(model)}-channel model and do not "
+            "record how its inputs were normalised (checkpoints written by infocam train record "
+            "it): cannot feed it images"
+        )
+    return model, spec
+
+
+def _load_classifier(
+    arch: str, weights: str | None, num_classes: int | None
+) -> tuple[nn.Module, InputSpec | None]:
     import torchvision
 
     from infocam.errors import CheckpointError
@@ -221,8 +232,9 @@ def load_classifier_with_input(
                 break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"weights {path} must hold a state dict of tensors")
-    spec = _input_of_file(record, state, path)
-    channels["in_channels"] = spec.channels  # for those of ours that take it
+    in_channels, spec = _input_of_file(record, state, path)
+    if in_channels is not None:
+        channels["in_channels"] = in_channels  # for those of ours that take it
     model = build(None)
     if num_classes is None:
         last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
