@@ -357,6 +357,19 @@ def _train_one(
     return record, logits, targets
 
 
+def _claim_output(out: Path, config: TrainConfig) -> contextlib.AbstractContextManager:
+    """Lock ``out`` (rank 0) and refuse it when it holds results, unless resume / overwrite."""
+    if not _is_main():
+        return contextlib.nullcontext(out)
+    return claim_run_folder(
+        out,
+        resume=config.resume not in (False, None),
+        overwrite=config.overwrite,
+        remove=("results.json", "table.md", "per_class_accuracy.png"),
+        what="output folder",
+    )
+
+
 def _check_reusable(saved: dict[str, Any], cfg: TrainConfig, train_size: int, path: Path) -> None:
     """Refuse finished outputs made with other settings (a table mixing two protocols)."""
     old = saved.get("config") if isinstance(saved.get("config"), dict) else {}
@@ -403,18 +416,7 @@ def run_table3(
     Returns the ``results.json`` content.
     """
     out = Path(out)
-    claim = (
-        claim_run_folder(
-            out,
-            resume=config.resume not in (False, None),
-            overwrite=config.overwrite,
-            remove=("results.json", "table.md", "per_class_accuracy.png"),
-            what="output folder",
-        )
-        if _is_main()
-        else contextlib.nullcontext(out)
-    )
-    with claim:
+    with _claim_output(out, config):
         seeds = list(seeds)
         if not seeds:
             raise ValueError("seeds must name at least one seed")
@@ -665,7 +667,44 @@ def reproduce(
     keep_checkpoints: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """``infocam reproduce pc-softmax``: Table 3 on ``dataset`` ("mnist" or "cub")."""
+    """``infocam reproduce pc-softmax``: Table 3 on ``dataset`` ("mnist" or "cub").
+
+    ``out`` is claimed (locked, refused when it holds results without ``config.resume`` /
+    ``config.overwrite``) before any data loads."""
+    if dataset not in ("mnist", "cub"):
+        raise ValueError(f"dataset must be 'mnist' or 'cub'; got {dataset!r}")
+    if dataset == "cub" and data_root is None:
+        raise ValueError("--dataset cub needs --data-root (the CUB_200_2011 folder)")
+    with _claim_output(Path(out), config):
+        return _reproduce(
+            dataset,
+            config=config,
+            seeds=seeds,
+            out=out,
+            data_root=data_root,
+            weights=weights,
+            image_size=image_size,
+            val_fraction=val_fraction,
+            verify=verify,
+            keep_checkpoints=keep_checkpoints,
+            quiet=quiet,
+        )
+
+
+def _reproduce(
+    dataset: str,
+    *,
+    config: TrainConfig,
+    seeds: Sequence[int],
+    out: str | Path,
+    data_root: str | Path | None,
+    weights: Any,
+    image_size: int,
+    val_fraction: float,
+    verify: bool,
+    keep_checkpoints: bool,
+    quiet: bool,
+) -> dict[str, Any]:
     if dataset == "mnist":
         from infocam.experiments import pc_softmax_mnist
 
@@ -679,19 +718,15 @@ def reproduce(
             keep_checkpoints=keep_checkpoints,
             quiet=quiet,
         )
-    if dataset == "cub":
-        from infocam.experiments import pc_softmax_cub
+    from infocam.experiments import pc_softmax_cub
 
-        if data_root is None:
-            raise ValueError("--dataset cub needs --data-root (the CUB_200_2011 folder)")
-        return pc_softmax_cub.run(
-            data_root,
-            seeds,
-            out,
-            config,
-            weights=weights,
-            image_size=image_size,
-            keep_checkpoints=keep_checkpoints,
-            quiet=quiet,
-        )
-    raise ValueError(f"dataset must be 'mnist' or 'cub'; got {dataset!r}")
+    return pc_softmax_cub.run(
+        data_root,
+        seeds,
+        out,
+        config,
+        weights=weights,
+        image_size=image_size,
+        keep_checkpoints=keep_checkpoints,
+        quiet=quiet,
+    )
