@@ -99,7 +99,7 @@ def _run_localize(args: argparse.Namespace) -> int:
 
 
 def _localize(args: argparse.Namespace) -> int:
-    from infocam.models import load_classifier
+    from infocam.models.registry import load_classifier_with_input
     from infocam.viz import (
         SUMMARY_MAX_ROWS,
         check_image_size,
@@ -121,7 +121,8 @@ def _localize(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         summary=args.summary,
     )
-    model = load_classifier(args.arch, args.weights, args.num_classes)
+    # the channels and normalisation it was trained with (1-channel models: grayscale)
+    model, input_spec = load_classifier_with_input(args.arch, args.weights, args.num_classes)
     if args.weights is None:
         print(
             f"infocam: warning: no --weights: {args.arch} has random weights, so its classes, "
@@ -146,6 +147,7 @@ def _localize(args: argparse.Namespace) -> int:
         target=args.target,
         device=args.device,
         overwrite=args.overwrite,
+        input_spec=input_spec,
     ):
         iou = f"  IoU {r.iou[args.method]:.3f}" if r.iou else ""
         print(

@@ -21,8 +21,10 @@ per model, 2 models (without and with ADL). Measured with one thread on a shared
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ from infocam.experiments.wsol_eval import (
     evaluate_wsol,
     wsol_collate,
 )
+from infocam.models.inputs import IMAGENET_INPUT, InputSpec
 from infocam.training import (
     TrainConfig,
     TrainResult,
@@ -50,6 +53,8 @@ from infocam.training import (
 )
 from infocam.training.checkpoint import atomic_write, write_json
 from infocam.training.distributed import rank_and_world
+from infocam.training.loop import RUN_FILES
+from infocam.training.run_folder import claim_run_folder
 
 __all__ = [
     "DATASETS",
@@ -67,6 +72,10 @@ __all__ = [
 
 DATASETS = ("cluttered-digits", "cub", "tiny-imagenet")
 RUN_FILE = "wsol.json"
+# A WSOL run folder's own files (--overwrite deletes them): training's, wsol.json, evaluation's.
+WSOL_RUN_FILES = (*RUN_FILES, RUN_FILE, "eval/results.json", "eval/table.md", "eval/figure.png")
+# What reproduce_wsol writes at the top of its output folder.
+WSOL_TOP_FILES = ("results.json", "table.md", "figure.png")
 METHOD_TITLES = {"cam": "CAM", "infocam": "infoCAM", "infocam+": "infoCAM+"}
 
 # Table 4 of the paper (and its appendix's classification columns): GT-known Loc, Top-1 Loc,
@@ -194,6 +203,14 @@ class WSOLData:
     image_size: int
     classes: list[str] = field(default_factory=list)
 
+    @property
+    def input_spec(self) -> InputSpec:
+        """How the images are fed: cluttered digits as [0, 1] pixels, CUB / Tiny-ImageNet with
+        ImageNet's normalisation (stored with the trained weights for ``infocam localize``)."""
+        if self.dataset == "cluttered-digits":
+            return InputSpec.unit(self.in_channels)
+        return IMAGENET_INPUT
+
 
 class _Gray2RGB:
     """Repeat a 1-channel tensor image to 3 channels (for ImageNet-shaped backbones)."""
@@ -228,6 +245,12 @@ def load_wsol_data(
     _check_dataset(dataset)
     if image_size is not None and (isinstance(image_size, bool) or int(image_size) < 8):
         raise ValueError(f"image_size must be an integer >= 8; got {image_size!r}")
+    for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if value is not None and (isinstance(value, bool) or int(value) < 1):
+            raise ValueError(
+                f"{name} (--{name.replace('_', '-')}) must be a positive number of images, or "
+                f"left out for the default / all of them; got {value!r}"
+            )
     if dataset == "cluttered-digits":
         from infocam.data import ClutteredDigits
         from infocam.data.mnist import load_mnist
@@ -345,7 +368,19 @@ def train_wsol(
         config,
         optimizer=_optimizer(model, config, head_lr_mult),
         collate_fn=wsol_collate,
+        input_spec=data.input_spec.to_dict(),
     )
+
+
+def claim_wsol_run(
+    folder: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> contextlib.AbstractContextManager:
+    """:func:`~infocam.training.run_folder.claim_run_folder` for a WSOL run folder (its lock,
+    no silent overwriting; ``overwrite`` deletes :data:`WSOL_RUN_FILES`). Under ``torchrun``
+    only rank 0 claims it (the others write nothing)."""
+    if os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext(Path(folder))
+    return claim_run_folder(folder, resume=resume, overwrite=overwrite, remove=WSOL_RUN_FILES)
 
 
 # --------------------------------------------------------------------------- runs
@@ -367,7 +402,24 @@ class WSOLRun:
     n_val: int | None = None
     n_test: int | None = None
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, *, resume: bool = False) -> None:
+        """Write ``folder/wsol.json``; with ``resume``, first check that the run there (if
+        any) was started with the same data and model (``data_root`` may move; the training
+        and validation sizes are checked by :func:`~infocam.training.fit`)."""
+        folder = Path(folder)
+        if resume and (folder / RUN_FILE).is_file():
+            old = WSOLRun.load(folder)
+            changed = [
+                f"--{k.replace('_', '-')} {v!r} -> {getattr(self, k)!r}"
+                for k, v in old.__dict__.items()
+                if k not in ("data_root", "n_train", "n_val") and v != getattr(self, k)
+            ]
+            if changed:
+                raise ValueError(
+                    f"cannot resume the run in {folder} with other settings: "
+                    f"{'; '.join(changed)}. Use the run's settings, or start a new run "
+                    "(--overwrite, or another --out)"
+                )
         folder.mkdir(parents=True, exist_ok=True)
         write_json(self.__dict__, folder / RUN_FILE)
 
@@ -588,6 +640,7 @@ def reproduce_wsol(
     workers: int | None = None,
     quiet: bool = False,
     resume: bool = False,
+    overwrite: bool = False,
     log: Any = print,
 ) -> dict[str, Any]:
     """Table 4's protocol on ``dataset``: each backbone with and without ADL, trained with
@@ -596,125 +649,139 @@ def reproduce_wsol(
     Writes ``out/<arch>[_adl]/`` (the run: checkpoints, log, ``wsol.json``, its own
     ``results.json`` / ``table.md`` / ``figure.png`` under ``eval/``) and ``out/results.json``,
     ``out/table.md`` and ``out/figure.png`` (the first model's test images). Returns the
-    combined results.
+    combined results. ``out`` and each run folder are locked while in use; a non-empty ``out``
+    is refused unless ``resume`` (continue each run with its own settings) or ``overwrite``
+    (replace the runs and results).
     """
     _check_dataset(dataset)
     protocol = PROTOCOLS[dataset]
     archs = tuple(archs or protocol["archs"])
     weights = dict(weights or {})
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    data = load_wsol_data(
-        dataset,
-        data_root,
-        image_size=image_size,
-        n_train=n_train,
-        n_val=n_val,
-        n_test=n_test,
-        seed=seed,
-        cache_dir=out / "cache" if dataset == "cluttered-digits" else None,
+    claim = (
+        claim_run_folder(
+            out, resume=resume, overwrite=overwrite, remove=WSOL_TOP_FILES, what="output folder"
+        )
+        if os.environ.get("RANK", "0") == "0"
+        else contextlib.nullcontext(out)
     )
-    log(
-        f"{dataset}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
-        f"images of {data.image_size} px, {data.num_classes} classes "
-        f"({time.perf_counter() - t_start:.0f} s)"
-    )
-    train_kw = {**protocol["train"], **(train_overrides or {})}
-    mult = protocol["head_lr_mult"] if head_lr_mult is None else head_lr_mult
-    rows = []
-    for arch in archs:
-        for use_adl in adl:
-            name = arch + ("_adl" if use_adl else "")
-            run_dir = out / name
-            w = weights.get(arch, protocol["weights"])
-            w = None if w in (None, "none") else w
-            seed_everything(seed)  # the initial weights depend on the seed only
-            model = build_wsol_model(
-                arch, data.num_classes, adl=use_adl, weights=w, in_channels=data.in_channels
-            )
-            config = TrainConfig(
-                **train_kw,
-                seed=seed,
-                device=device,
-                workers=workers,
-                quiet=quiet,
-                out=run_dir,
-                resume=resume,
-            )
-            WSOLRun(
-                dataset,
-                arch,
-                use_adl,
-                data.num_classes,
-                data.in_channels,
-                data.image_size,
-                None if data_root is None else str(data_root),
-                seed,
-                n_train,
-                n_val,
-                n_test,
-            ).save(run_dir)
-            t0 = time.perf_counter()
-            trained = train_wsol(model, data, config, head_lr_mult=mult)
-            train_s = time.perf_counter() - t0
-            log(
-                f"{name}: trained {len(trained.history)} epoch(s) in {train_s:.0f} s, best "
-                f"epoch {trained.best_epoch} (val top-1 {100 * (trained.best_metric or 0):.2f}%)"
-            )
-            ev_device = torch.device(device or next(trained.model.parameters()).device)
-            ev_workers = workers if workers is not None else (4 if ev_device.type == "cuda" else 0)
-            result = evaluate_run(
-                trained.model,
-                data,
-                run_dir / "eval",
-                label=name,
-                regions=regions,
-                thresholds=thresholds,
-                region_padding=region_padding,
-                batch_size=train_kw.get("batch_size", 64),
-                device=ev_device,
-                workers=ev_workers,
-                quiet=quiet,
-            )
-            log(f"{name}: evaluated in {result['seconds']:.0f} s")
-            rows.append(
-                {
-                    "model": arch,
-                    "adl": use_adl,
-                    "train_seconds": round(train_s, 1),
-                    "best_epoch": trained.best_epoch,
-                    **_json_ready(result),
-                }
-            )
-            if len(rows) == 1 and _is_main():
-                save_figure(
-                    result["examples"], out / "figure.png", f"{dataset}: {name}", data.classes
+    with claim:
+        t_start = time.perf_counter()
+        data = load_wsol_data(
+            dataset,
+            data_root,
+            image_size=image_size,
+            n_train=n_train,
+            n_val=n_val,
+            n_test=n_test,
+            seed=seed,
+            cache_dir=out / "cache" if dataset == "cluttered-digits" else None,
+        )
+        log(
+            f"{dataset}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
+            f"images of {data.image_size} px, {data.num_classes} classes "
+            f"({time.perf_counter() - t_start:.0f} s)"
+        )
+        train_kw = {**protocol["train"], **(train_overrides or {})}
+        mult = protocol["head_lr_mult"] if head_lr_mult is None else head_lr_mult
+        rows = []
+        for arch in archs:
+            for use_adl in adl:
+                name = arch + ("_adl" if use_adl else "")
+                run_dir = out / name
+                w = weights.get(arch, protocol["weights"])
+                w = None if w in (None, "none") else w
+                seed_everything(seed)  # the initial weights depend on the seed only
+                model = build_wsol_model(
+                    arch, data.num_classes, adl=use_adl, weights=w, in_channels=data.in_channels
                 )
-    summary = {
-        "dataset": dataset,
-        "protocol": {
-            "archs": list(archs),
-            "train": train_kw,
-            "head_lr_mult": mult,
-            "image_size": data.image_size,
-            "n": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-            "regions": list(regions),
-            "thresholds": [float(t) for t in thresholds],
-            "region_padding": region_padding,
-            "seed": seed,
-            "selection": "region and threshold per method: best GT-known Loc on val",
-        },
-        "runs": rows,
-        "paper": {
-            arch: {f"{m}{' (ADL)' if a else ''}": v for (m, a), v in t.items()}
-            for arch, t in PAPER_TABLE4.get(dataset, {}).items()
-        },
-        "seconds": round(time.perf_counter() - t_start, 1),
-    }
-    table = format_table(rows, dataset)
-    if not _is_main():  # under torchrun all processes hold the same scores; rank 0 writes
-        return summary
+                config = TrainConfig(
+                    **train_kw,
+                    seed=seed,
+                    device=device,
+                    workers=workers,
+                    quiet=quiet,
+                    out=run_dir,
+                    resume=resume,
+                    overwrite=overwrite,
+                )
+                with claim_wsol_run(run_dir, resume=resume, overwrite=overwrite):
+                    WSOLRun(
+                        dataset,
+                        arch,
+                        use_adl,
+                        data.num_classes,
+                        data.in_channels,
+                        data.image_size,
+                        None if data_root is None else str(data_root),
+                        seed,
+                        n_train,
+                        n_val,
+                        n_test,
+                    ).save(run_dir, resume=resume)
+                    t0 = time.perf_counter()
+                    trained = train_wsol(model, data, config, head_lr_mult=mult)
+                    train_s = time.perf_counter() - t0
+                log(
+                    f"{name}: trained {len(trained.history)} epoch(s) in {train_s:.0f} s, "
+                    f"best epoch {trained.best_epoch} "
+                    f"(val top-1 {100 * (trained.best_metric or 0):.2f}%)"
+                )
+                ev_device = torch.device(device or next(trained.model.parameters()).device)
+                ev_workers = (
+                    workers if workers is not None else (4 if ev_device.type == "cuda" else 0)
+                )
+                result = evaluate_run(
+                    trained.model,
+                    data,
+                    run_dir / "eval",
+                    label=name,
+                    regions=regions,
+                    thresholds=thresholds,
+                    region_padding=region_padding,
+                    batch_size=train_kw.get("batch_size", 64),
+                    device=ev_device,
+                    workers=ev_workers,
+                    quiet=quiet,
+                )
+                log(f"{name}: evaluated in {result['seconds']:.0f} s")
+                rows.append(
+                    {
+                        "model": arch,
+                        "adl": use_adl,
+                        "train_seconds": round(train_s, 1),
+                        "best_epoch": trained.best_epoch,
+                        **_json_ready(result),
+                    }
+                )
+                if len(rows) == 1 and _is_main():
+                    save_figure(
+                        result["examples"], out / "figure.png", f"{dataset}: {name}", data.classes
+                    )
+        summary = {
+            "dataset": dataset,
+            "protocol": {
+                "archs": list(archs),
+                "train": train_kw,
+                "head_lr_mult": mult,
+                "image_size": data.image_size,
+                "n": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+                "regions": list(regions),
+                "thresholds": [float(t) for t in thresholds],
+                "region_padding": region_padding,
+                "seed": seed,
+                "selection": "region and threshold per method: best GT-known Loc on val",
+            },
+            "runs": rows,
+            "paper": {
+                arch: {f"{m}{' (ADL)' if a else ''}": v for (m, a), v in t.items()}
+                for arch, t in PAPER_TABLE4.get(dataset, {}).items()
+            },
+            "seconds": round(time.perf_counter() - t_start, 1),
+        }
+        table = format_table(rows, dataset)
+        if not _is_main():  # under torchrun all processes hold the same scores; rank 0 writes
+            return summary
     write_json(summary, out / "results.json")
     _write_text(out / "table.md", table + "\n")
     log(table)

@@ -27,14 +27,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from infocam.errors import CheckpointError, CorruptImageError
+from infocam.errors import CheckpointError, CorruptImageError, RunFolderError
 from infocam.training.checkpoint import (
     load_checkpoint,
     load_model_state,
     save_checkpoint,
     write_json,
 )
-from infocam.training.config import TrainConfig
+from infocam.training.config import TrainConfig, resume_conflicts
 from infocam.training.data import (
     CollatedBatch,
     Skipped,
@@ -55,6 +55,7 @@ from infocam.training.distributed import (
 )
 from infocam.training.metrics import EpochMetrics, MetricSums
 from infocam.training.progress import RunLog, clean_json, progress_bar
+from infocam.training.run_folder import claim_run_folder
 from infocam.training.seeding import (
     capture_rng_state,
     derive_seed,
@@ -74,6 +75,7 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "infocam.training/1"
 LAST, BEST, LOG, RESULTS = "last.pt", "best.pt", "log.jsonl", "results.json"
+RUN_FILES = (LAST, BEST, LOG, RESULTS)  # what fit writes in config.out (--overwrite removes them)
 _POSTFIX_EVERY = 20  # batches between progress-bar updates (each costs one device sync)
 _STOP_CHECK_EVERY = 8  # batches between cross-process checks for a stop signal under DDP
 _MAX_SKIPPED_LISTED = 20
@@ -478,6 +480,10 @@ def _better(value: float, best: float | None, metric: str) -> bool:
     return value < best if metric == "loss" else value > best
 
 
+def _samples(n: int | None) -> str:
+    return "none" if n is None else f"{n} samples"
+
+
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -496,8 +502,11 @@ class _Run:
         scheduler: Any,
         scheduler_interval: str,
         collate_fn: Callable | None,
+        input_spec: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        self.input_spec = None if input_spec is None else dict(input_spec)
+        self.custom_scheduler = scheduler is not None
         self.ctx = ctx = setup_distributed(config.device)
         self.is_main = ctx.is_main
         _check_amp(config.amp, ctx.device)
@@ -548,7 +557,29 @@ class _Run:
             self.net = model
 
         self.out = Path(config.out) if config.out is not None else None
-        self.log = RunLog(self.out / LOG if (self.out is not None and self.is_main) else None)
+        self._claim = contextlib.ExitStack()
+        error: RunFolderError | None = None
+        if self.out is not None and self.is_main:
+            try:
+                self._claim.enter_context(
+                    claim_run_folder(
+                        self.out,
+                        resume=config.resume not in (False, None),
+                        overwrite=config.overwrite,
+                        remove=RUN_FILES,
+                    )
+                )
+            except RunFolderError as exc:
+                error = exc
+        if any_process(error is not None, ctx):
+            if error is not None:
+                raise error
+            raise RunFolderError(f"rank 0 could not use the run folder {self.out}")
+        try:
+            self.log = RunLog(self.out / LOG if (self.out is not None and self.is_main) else None)
+        except BaseException:
+            self._claim.close()
+            raise
         self.metric = config.select_metric
         self.epoch = 0  # next epoch to run (0-based)
         self.batch = 0  # batches of that epoch already done
@@ -583,6 +614,9 @@ class _Run:
             "skipped": self.skipped,
             "world_size": self.ctx.world_size,
             "config": self.config.to_dict(),
+            "train_size": len(self.train),
+            "val_size": None if self.val is None else len(self.val),
+            "input": self.input_spec,
         }
 
     def save(self, sums: MetricSums | None) -> Path | None:
@@ -622,6 +656,7 @@ class _Run:
                 f"{ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r}); to start from its "
                 "weights, load them into the model with load_model_state and train without resume"
             )
+        saved_epochs = self._check_settings(ckpt, path)
         load_model_state(self.model, ckpt["model"], source=str(path))
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -633,6 +668,8 @@ class _Run:
             raise CheckpointError(
                 f"{path}: the optimiser/scheduler state does not fit this run ({exc})"
             ) from exc
+        if saved_epochs is not None and saved_epochs != cfg.epochs:
+            self._replan(saved_epochs, int(ckpt["epoch"]))
         rng = ckpt["rng"]
         if len(rng) == self.ctx.world_size:
             restore_rng_state(rng[self.ctx.rank])
@@ -656,6 +693,67 @@ class _Run:
             world_size=self.ctx.world_size,
             saved_world_size=ckpt.get("world_size"),
         )
+
+    def _check_settings(self, ckpt: dict[str, Any], path: Path) -> int | None:
+        """Refuse to continue ``ckpt`` with other settings; return its epochs (None: unknown).
+
+        A changed ``epochs`` is accepted with ``change_epochs`` when it does not undo epochs
+        already trained and the schedule is infocam's own (see :meth:`_replan`).
+        """
+        cfg = self.config
+        saved = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+        conflicts = resume_conflicts(saved, cfg)
+        for key, label, now in (
+            ("train_size", "training set", len(self.train)),
+            ("val_size", "validation set", None if self.val is None else len(self.val)),
+        ):
+            if key in ckpt and ckpt[key] != now:
+                conflicts.append(f"{label} {_samples(ckpt[key])} -> {_samples(now)}")
+        old = saved.get("epochs")
+        if isinstance(old, int) and old != cfg.epochs:
+            started = int(ckpt["epoch"]) + (1 if int(ckpt["batch"]) > 0 else 0)
+            change = f"--epochs {old} -> {cfg.epochs}"
+            if cfg.epochs < started:
+                conflicts.append(f"{change} (it has already trained {started} epoch(s))")
+            elif not cfg.change_epochs:
+                conflicts.append(f"{change} (pass --change-epochs to accept it)")
+            elif self.custom_scheduler:
+                conflicts.append(f"{change} (a scheduler passed to fit cannot be re-planned)")
+        if conflicts:
+            raise CheckpointError(
+                f"cannot resume {path} with other settings: {'; '.join(conflicts)}. Use the "
+                "run's settings, or start a new run (--overwrite, or another --out)"
+            )
+        return old if isinstance(old, int) else None
+
+    def _replan(self, saved_epochs: int, epoch: int) -> None:
+        """Continue with ``config.epochs`` instead of ``saved_epochs`` (``change_epochs``).
+
+        The constant and step schedules do not depend on the number of epochs: the run goes on
+        exactly as one started with the new number would. The cosine schedule does: it is
+        re-planned to end at the new number, i.e. from this epoch on the learning rate follows
+        the cosine of the new length (a jump from the old curve, logged and printed).
+        """
+        cfg = self.config
+        note = f"--epochs {saved_epochs} -> {cfg.epochs}"
+        if cfg.schedule == "cosine" and isinstance(
+            self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR
+        ):
+            sched = self.scheduler
+            before = [g["lr"] for g in self.optimizer.param_groups]
+            sched.T_max = cfg.epochs
+            cos = (1 + math.cos(math.pi * sched.last_epoch / cfg.epochs)) / 2
+            after = [sched.eta_min + (base - sched.eta_min) * cos for base in sched.base_lrs]
+            for group, lr in zip(self.optimizer.param_groups, after, strict=True):
+                group["lr"] = lr
+            sched._last_lr = list(after)
+            note += (
+                f": the cosine schedule is re-planned over {cfg.epochs} epochs, so the learning "
+                f"rate of epoch {epoch + 1} goes from {before[0]:.4g} to {after[0]:.4g}"
+            )
+        self.log.write("resume_changed", epochs=[saved_epochs, cfg.epochs], note=note)
+        if self.is_main and not cfg.quiet:
+            tqdm.write(f"resuming with {note}", file=sys.stderr)
 
     # ----------------------------------------------------------------- one epoch
 
@@ -833,6 +931,7 @@ class _Run:
                                     "model": self.best_state,
                                     "epoch": self.best_epoch,
                                     self.metric: value,
+                                    "input": self.input_spec,
                                 },
                                 self.out / BEST,
                             )
@@ -905,7 +1004,10 @@ class _Run:
         )
 
     def close(self) -> None:
-        self.log.close()
+        try:
+            self.log.close()
+        finally:
+            self._claim.close()
 
 
 def fit(
@@ -919,6 +1021,7 @@ def fit(
     scheduler: Any = None,
     scheduler_interval: str = "epoch",
     collate_fn: Callable | None = None,
+    input_spec: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` to minimise ``loss_fn(model(x), y)`` (a batch mean); return the history.
 
@@ -937,6 +1040,16 @@ def fit(
     (default from ``config.optimizer``/``lr``/``weight_decay``). ``scheduler``: an LR
     scheduler or ``optimizer -> scheduler``, stepped each epoch (``scheduler_interval=
     "step"``: each batch); default from ``config.schedule``.
+
+    ``config.out`` is locked for the run (``out/.lock``: a second run into it is refused) and
+    must be empty unless ``config.resume`` (continue it: the settings must be the saved ones,
+    see :func:`~infocam.training.config.resume_conflicts`; a new ``epochs`` needs
+    ``config.change_epochs``) or ``config.overwrite`` (its last.pt, best.pt, log.jsonl and
+    results.json are deleted first).
+
+    ``input_spec``: how the model's inputs were made (e.g. ``{"channels": 1, "mean": [0.0],
+    "std": [1.0]}``), stored under ``"input"`` in ``best.pt`` and ``last.pt`` so that a
+    later user of the weights (``infocam localize``) can feed it alike.
 
     Under ``torchrun`` the model is wrapped in DistributedDataParallel, each process sees its
     share of every global batch, metrics are summed over processes and only rank 0 prints
@@ -959,6 +1072,7 @@ def fit(
         scheduler,
         scheduler_interval,
         collate_fn,
+        input_spec,
     )
     try:
         return run.run()
