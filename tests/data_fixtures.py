@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from PIL import Image
 
 __all__ = [
     "draw_object_image",
+    "flip_tensor_bytes",
     "write_cub_fixture",
     "write_idx",
     "write_mnist_fixture",
@@ -171,3 +173,19 @@ def write_tiny_imagenet_fixture(
     (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
     (base / "test" / "images").mkdir(parents=True, exist_ok=True)
     return base
+
+
+def flip_tensor_bytes(path: Path, n: int = 64) -> None:
+    """Invert ``n`` bytes in the middle of the largest tensor of a ``torch.save`` zip file (the
+    zip's data region, not its directory: the file still opens and unpickles)."""
+    with zipfile.ZipFile(path) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    assert info.file_size >= 2 * n and info.compress_type == zipfile.ZIP_STORED
+    with open(path, "r+b") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+        start = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+        f.seek(start)
+        data = f.read(n)
+        f.seek(start)
+        f.write(bytes(b ^ 0xFF for b in data))

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,8 @@ import torch
 from torch import nn
 
 import infocam.training.checkpoint as ckpt_mod
-from infocam.errors import CheckpointError
+from data_fixtures import flip_tensor_bytes
+from infocam.errors import CheckpointError, UnverifiedCheckpointWarning
 from infocam.training import (
     TrainConfig,
     capture_rng_state,
@@ -45,6 +47,44 @@ def test_save_load_round_trip_leaves_nothing_behind(tmp_path):
     assert loaded["epoch"] == 4 and loaded["nested"] == [1, {"a": 2}]
     assert _leftovers(path.parent) == []
     assert path.stat().st_mode & 0o777 == 0o666 & ~ckpt_mod._UMASK  # not mkstemp's 0600
+
+
+def test_a_checkpoint_with_flipped_bytes_is_refused_as_corrupt(tmp_path):
+    state = {"format": "infocam.weights/1", "model": {"w": torch.randn(64, 64)}, "epoch": 3}
+    path = save_checkpoint(state, tmp_path / "best.pt")
+    loaded = load_checkpoint(path)
+    assert "sha256" not in loaded and list(loaded) == ["format", "model", "epoch"]
+    assert torch.load(path, weights_only=True)["sha256"]  # stored in the file
+    flip_tensor_bytes(path)
+    assert torch.load(path, weights_only=True)["epoch"] == 3  # torch itself sees nothing wrong
+    message = re.escape(f"{path}: checksum mismatch, the file is corrupt")
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+    from infocam.models import load_classifier
+
+    with pytest.raises(CheckpointError, match="checksum mismatch"):  # every load path checks
+        load_classifier("small_gap_cnn", str(path))
+    # any change counts, numbers outside tensors included
+    raw = torch.load(save_checkpoint(state, tmp_path / "b.pt"), weights_only=True)
+    torch.save({**raw, "epoch": 4}, tmp_path / "b.pt")
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_checkpoint(tmp_path / "b.pt")
+
+
+def test_checkpoints_without_a_checksum(tmp_path):
+    """Files infocam did not write load as they are; an infocam checkpoint written before
+    checksums loads with a warning; the checksum key is reserved."""
+    torch.save({"w": torch.ones(2)}, tmp_path / "plain.pt")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(load_checkpoint(tmp_path / "plain.pt")["w"], torch.ones(2))
+    torch.save({"format": "infocam.weights/1", "model": {}}, tmp_path / "old.pt")
+    with pytest.warns(UnverifiedCheckpointWarning, match="old.pt has no checksum"):
+        load_checkpoint(tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"'sha256'.* reserved"):
+        save_checkpoint({"sha256": "x"}, tmp_path / "c.pt")
 
 
 class _DiskFullFile:

@@ -87,9 +87,10 @@ def test_weights_error_is_one_line(tmp_path, capsys):
     root = write_cub_fixture(tmp_path, n_classes=2, train_per_class=2, test_per_class=2)
     missing = tmp_path / "no_such_weights.pt"
     args = ["reproduce", "pc-softmax", "--dataset", "cub", "--data-root", str(root)]
-    code = main([*args, "--weights", str(missing), "--image-size", "75", "--out", str(tmp_path)])
+    out = str(tmp_path / "out")  # not the folder holding the data: a non-empty --out is refused
+    code = main([*args, "--weights", str(missing), "--image-size", "75", "--out", out])
     assert "no_such_weights.pt" in _one_line_error(capsys, code)
-    code = main([*args, "--weights", "NO_SUCH_NAME", "--out", str(tmp_path)])
+    code = main([*args, "--weights", "NO_SUCH_NAME", "--out", out])
     assert "IMAGENET1K_V1" in _one_line_error(capsys, code)  # lists the valid names
 
 

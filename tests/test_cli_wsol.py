@@ -39,6 +39,13 @@ def test_reproduce_on_dataset_fixtures(dataset, tmp_path, capsys):
     assert (out / "figure.png").is_file() and (out / "table.md").is_file()
     # the paper's values appear only for its backbones: ours get "-"
     assert "| - | - | - | - |" in (out / "table.md").read_text()
+    # a 3-channel small_gap_cnn (ImageNet-normalised data) localises from its best.pt
+    best = out / "small_gap_cnn" / "best.pt"
+    assert torch.load(best, weights_only=True)["input"]["channels"] == 3
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "x.png")
+    argv = ["localize", str(tmp_path / "x.png"), "--arch", "small_gap_cnn", "--weights",
+            str(best), "--image-size", "32", "--out", str(tmp_path / "loc")]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
 
 
 def test_train_then_evaluate(tmp_path, capsys):
@@ -60,6 +67,42 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert (run / "eval" / "figure.png").is_file()
     ckpt = torch.load(run / "best.pt", weights_only=True)
     assert ckpt["model"]["fc.weight"].shape == (10, 128)
+    # the README's train-then-localize: the 1-channel model is fed grayscale [0, 1] pixels
+    assert ckpt["input"] == {"channels": 1, "mean": [0.0], "std": [1.0]}
+    Image.fromarray(np.full((30, 40, 3), 200, np.uint8)).save(tmp_path / "digit.png")
+    argv = ["localize", str(tmp_path / "digit.png"), "--arch", "small_gap_cnn", "--weights",
+            str(run / "best.pt"), "--image-size", "64", "--out", str(tmp_path / "loc")]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / "loc" / "digit_infocamplus.png").is_file()
+
+
+def test_input_spec_feeds_grayscale_and_normalises():
+    from infocam.models.inputs import IMAGENET_INPUT, InputSpec
+
+    rgb = torch.full((3, 2, 2), 0.8)
+    assert torch.allclose(InputSpec.unit(1).prepare(rgb), torch.full((1, 2, 2), 0.8))
+    x = IMAGENET_INPUT.prepare(rgb)
+    assert x.shape == (3, 2, 2) and torch.allclose(x[0], torch.full((2, 2), (0.8 - 0.485) / 0.229))
+    gray = InputSpec(1, (0.1307,), (0.3081,)).prepare(torch.tensor([1.0, 0.0, 0.0])[:, None, None])
+    assert gray.item() == pytest.approx((0.299 - 0.1307) / 0.3081)  # ITU-R 601-2 luma
+    with pytest.raises(ValueError, match="mean must be 3 finite"):
+        InputSpec(3, (0.5,), (1.0, 1.0, 1.0))
+
+
+def test_load_classifier_takes_the_channels_of_the_weights(tmp_path):
+    """A plain state dict (no "input" record) loads for any channels; only feeding images to
+    a 1-channel model needs the normalisation it was trained with."""
+    from infocam.errors import CheckpointError
+    from infocam.models.registry import load_classifier_with_input
+
+    for channels in (1, 3):
+        model = get_model("small_gap_cnn", 4, in_channels=channels)
+        torch.save(model.state_dict(), tmp_path / f"c{channels}.pt")
+        loaded = load_classifier("small_gap_cnn", str(tmp_path / f"c{channels}.pt"))
+        assert loaded.state_dict()["features.conv1.weight"].shape[1] == channels
+    assert load_classifier_with_input("small_gap_cnn", str(tmp_path / "c3.pt"))[1].channels == 3
+    with pytest.raises(CheckpointError, match="1-channel model and do not record"):
+        load_classifier_with_input("small_gap_cnn", str(tmp_path / "c1.pt"))
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

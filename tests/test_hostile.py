@@ -11,7 +11,10 @@ hold afterwards (no marker file written, a previous result intact, ...).
 from __future__ import annotations
 
 import builtins
+import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ import torch
 import torchvision
 from PIL import Image
 
+from data_fixtures import flip_tensor_bytes
 from infocam.cli import main
 
 
@@ -343,7 +347,166 @@ LOCALIZE_CASES: list[Case] = [
     ),
 ]
 
-TRAIN_CASES: list[Case] = []
+# ----------------------------------------------------------------------------- train / evaluate
+
+_TINY = ("--dataset", "cluttered-digits", "--image-size", "64", "--n-train", "16", "--n-val",
+         "8", "--n-test", "8", "--epochs", "1", "--batch-size", "8", "--quiet")  # fmt: skip
+_TRAIN = ("train", *_TINY, "--out", "{d}/run")
+_trained: list[Path] = []  # one real run, trained once, copied into each case that needs it
+_holders: dict[Path, subprocess.Popen] = {}
+
+
+def _run(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real run of `infocam train` in d/run (best.pt, last.pt, log.jsonl, wsol.json)."""
+    if not _trained:
+        assert main([arg.format(d=d) for arg in _TRAIN]) == 0
+        _trained.append(d / "run")
+    else:
+        shutil.copytree(_trained[0], d / "run")
+    (d / "before").mkdir()
+    for name in ("best.pt", "last.pt"):
+        shutil.copy(d / "run" / name, d / "before" / name)
+
+
+def _run_unchanged(d: Path) -> None:
+    for name in ("best.pt", "last.pt"):
+        assert (d / "run" / name).read_bytes() == (d / "before" / name).read_bytes(), name
+
+
+def _corrupt_best(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _run(d, monkeypatch)
+    flip_tensor_bytes(d / "run" / "best.pt")
+
+
+def _run_in_use(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """d/run locked by another live process, as a concurrent `infocam train` holds it."""
+    (d / "run").mkdir()
+    code = (
+        "import fcntl, os, sys; f = open(sys.argv[1], 'w'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "f.write(str(os.getpid())); f.flush(); print('locked', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(d / "run" / ".lock")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    _holders[d] = holder
+    assert holder.stdout.readline().strip() == "locked"
+
+
+def _release_holder(d: Path) -> None:
+    holder = _holders.pop(d)
+    holder.stdin.close()
+    holder.wait(timeout=30)
+    assert not (d / "run" / "log.jsonl").exists(), "the refused run wrote into the folder"
+
+
+def _one_channel_weights(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from infocam.models import get_model
+
+    torch.save(get_model("small_gap_cnn", 10).state_dict(), d / "w.pt")  # no "input" record
+    _image(d)
+
+
+def _nothing_created(d: Path) -> None:
+    assert not (d / "new").exists(), "the refused run left its folder behind"
+
+
+def _used_output_folder(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (d / "rw").mkdir()
+    (d / "rw" / "results.json").write_text('{"earlier": "results"}')
+
+
+def _output_folder_unchanged(d: Path) -> None:
+    assert (d / "rw" / "results.json").read_text() == '{"earlier": "results"}'
+
+
+TRAIN_CASES: list[Case] = [
+    Case(
+        "corrupted best.pt (64 flipped bytes in a tensor)",
+        ("evaluate", "{d}/run", "--regions", "1", "--thresholds", "0.2", "--quiet"),
+        "{d}/run/best.pt: checksum mismatch, the file is corrupt",
+        _corrupt_best,
+    ),
+    Case(
+        "train into a folder that holds a run",
+        (*_TRAIN, "--seed", "1"),
+        "run folder {d}/run is not empty (best.pt, last.pt, log.jsonl, results.json ...): "
+        "pass --resume",
+        _run,
+        _run_unchanged,
+    ),
+    Case(
+        "train into a folder another run is using",
+        (*_TRAIN, "--resume"),
+        "run folder {d}/run is in use by another run (pid ",
+        _run_in_use,
+        _release_holder,
+    ),
+    Case(
+        "--overwrite and --resume together",
+        (*_TRAIN, "--resume", "--overwrite"),
+        "overwrite and resume exclude each other",
+        _run,
+        _run_unchanged,
+    ),
+    Case(
+        "resume with another learning rate",
+        (*_TRAIN, "--resume", "--lr", "0.01"),
+        "with other settings: --lr 0.002 -> 0.01",
+        _run,
+        _run_unchanged,
+    ),
+    Case(
+        "resume with more epochs, not accepted",
+        (*_TRAIN, "--resume", "--epochs", "3"),
+        "--epochs 1 -> 3 (pass --change-epochs to accept it)",
+        _run,
+        _run_unchanged,
+    ),
+    Case(
+        "resume with another --n-train",
+        (*_TRAIN, "--resume", "--n-train", "24"),
+        "with other settings: training set 16 samples -> 24 samples",
+        _run,
+        _run_unchanged,
+    ),
+    Case(
+        "resume with another --image-size",
+        (*_TRAIN, "--resume", "--image-size", "72"),
+        "with other settings: --image-size 64 -> 72",
+        _run,
+        _run_unchanged,
+    ),
+    Case(
+        "--n-train 0 (not 'all')",
+        ("train", *_TINY, "--n-train", "0", "--out", "{d}/new"),
+        "n_train (--n-train) must be a positive number of images, or left out",
+        after=_nothing_created,
+    ),
+    Case(
+        "--n-val 0 in reproduce wsol",
+        ("reproduce", "wsol", "--n-val", "0", "--out", "{d}/rw"),
+        "n_val (--n-val) must be a positive number of images",
+    ),
+    Case(
+        "reproduce wsol into an output folder holding results",
+        ("reproduce", "wsol", *_TINY[2:], "--out", "{d}/rw"),
+        "output folder {d}/rw is not empty (results.json): pass --resume",
+        _used_output_folder,
+        _output_folder_unchanged,
+    ),
+    Case(
+        "reproduce pc-softmax into an output folder holding results",
+        ("reproduce", "pc-softmax", "--seeds", "1", "--epochs", "1", "--quiet", "--out", "{d}/rw"),
+        "output folder {d}/rw is not empty (results.json): pass --resume",
+        _used_output_folder,
+        _output_folder_unchanged,
+    ),
+    Case(
+        "localize a 1-channel weights file that does not say how it was fed",
+        (*_LOCALIZE, "--arch", "small_gap_cnn", "--weights", "{d}/w.pt"),
+        "w.pt are for a 1-channel model and do not record how its inputs were normalised",
+        _one_channel_weights,
+    ),
+]
 
 CASES = WEIGHTS_CASES + MI_CASES + LOCALIZE_CASES + TRAIN_CASES
 

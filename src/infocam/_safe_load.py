@@ -7,7 +7,14 @@ three things went wrong, without repeating torch's advice to pass ``weights_only
 
 - the file stores Python objects (the blocked ``GLOBAL`` is named): refused as unsafe;
 - the file is not a torch file at all (text, an image, truncated or damaged bytes);
-- the file is missing: ``FileNotFoundError`` naming the path looked for.
+- the file is missing: ``FileNotFoundError`` naming the path looked for;
+- the file's content no longer matches the SHA-256 stored in it when it was written (corrupt).
+
+A dict holding the checksum key of :mod:`infocam._checksum` (every checkpoint
+:func:`~infocam.training.save_checkpoint` writes) is verified and returned without that key.
+Foreign files (a plain ``torch.save`` of a state dict, torchvision's weights) have none and
+load as they are; an infocam checkpoint (a ``format`` of ``"infocam...."``) written before
+checksums were stored loads with an :class:`~infocam.errors.UnverifiedCheckpointWarning`.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import errno
 import pickle
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +31,8 @@ from typing import Any
 
 import torch
 
-from infocam.errors import CheckpointError
+from infocam._checksum import CHECKSUM_KEY, state_digest
+from infocam.errors import CheckpointError, UnverifiedCheckpointWarning
 
 __all__ = ["safe_torch_load", "torchvision_hub_loads_safely"]
 
@@ -35,8 +44,9 @@ def safe_torch_load(path: str | Path, *, what: str = "file", map_location: Any =
 
     Raises:
         FileNotFoundError: no file at ``path`` (the message says where it was looked for).
-        CheckpointError: the file would construct Python objects (unsafe), or it is not a
-            readable torch file (text, truncated, corrupt).
+        CheckpointError: the file would construct Python objects (unsafe), it is not a
+            readable torch file (text, truncated, corrupt), or its content does not match the
+            checksum stored in it (corrupt).
     """
     path = Path(path)
     if not path.is_file():
@@ -45,7 +55,7 @@ def safe_torch_load(path: str | Path, *, what: str = "file", map_location: Any =
             errno.ENOENT, f"{what} not found ({where})", str(path.expanduser().resolve())
         )
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = _GLOBAL.search(str(exc))
         if found is not None:
@@ -59,6 +69,30 @@ def safe_torch_load(path: str | Path, *, what: str = "file", map_location: Any =
         raise
     except Exception as exc:  # KeyError, EOFError, RuntimeError, BadZipFile, ...: not torch data
         raise _not_a_torch_file(path, what, exc) from exc
+    return _verified(obj, path, what)
+
+
+def _verified(obj: Any, path: Path, what: str) -> Any:
+    """``obj`` without its checksum once the checksum matches; see the module docstring."""
+    if not isinstance(obj, dict):
+        return obj
+    if CHECKSUM_KEY not in obj:
+        fmt = obj.get("format")
+        if isinstance(fmt, str) and fmt.startswith("infocam."):
+            warnings.warn(
+                f"{what} {path} has no checksum (written before infocam stored one): "
+                "it loads unverified",
+                UnverifiedCheckpointWarning,
+                stacklevel=3,
+            )
+        return obj
+    stored = obj.pop(CHECKSUM_KEY)
+    if not isinstance(stored, str) or stored != state_digest(obj):
+        raise CheckpointError(
+            f"{what} {path}: checksum mismatch, the file is corrupt (its content differs from "
+            "the SHA-256 stored when it was written); use another copy or retrain"
+        )
+    return obj
 
 
 def _not_a_torch_file(path: Path, what: str, exc: BaseException) -> CheckpointError:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CheckpointError", "CorruptImageError", "DatasetNotFoundError"]
+__all__ = [
+    "CheckpointError",
+    "CorruptImageError",
+    "DatasetNotFoundError",
+    "RunFolderError",
+    "UnverifiedCheckpointWarning",
+]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -39,3 +45,11 @@ class CorruptImageError(OSError):
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be used: unreadable, unsafe to load, or for another model."""
+
+
+class UnverifiedCheckpointWarning(UserWarning):
+    """An infocam checkpoint without a checksum (written before they were stored) was loaded."""
+
+
+class RunFolderError(ValueError):
+    """A run folder cannot be used: another run holds it, or it holds an earlier run."""

@@ -178,6 +178,12 @@ def add_training_arguments(
         raise TypeError(f"unknown training default(s): {', '.join(sorted(unknown))}")
     d.update(defaults)
     g = parser.add_argument_group("training")
+
+    def switch(name: str, help: str) -> None:  # an on/off flag whose default is d[name]
+        g.add_argument(
+            f"--{name.replace('_', '-')}", action="store_true", default=d[name], help=help
+        )
+
     g.add_argument("--epochs", type=int, default=d["epochs"], help="passes over the training data")
     g.add_argument(
         "--batch-size",
@@ -190,12 +196,7 @@ def add_training_arguments(
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"])
     g.add_argument("--schedule", choices=SCHEDULES, default=d["schedule"], help="LR schedule")
     g.add_argument("--seed", type=int, default=d["seed"], help="seeds Python, NumPy, torch, data")
-    g.add_argument(
-        "--deterministic",
-        action="store_true",
-        default=d["deterministic"],
-        help="use PyTorch's deterministic algorithms (slower on GPU)",
-    )
+    switch("deterministic", "use PyTorch's deterministic algorithms (slower on GPU)")
     g.add_argument(
         "--resume",
         nargs="?",
@@ -203,9 +204,13 @@ def add_training_arguments(
         default=d["resume"],
         type=_resume_arg,
         metavar="CHECKPOINT",
-        help="continue from OUT/last.pt (or from CHECKPOINT)",
+        help="continue from OUT/last.pt (or from CHECKPOINT), with the run's own settings",
     )
-    g.add_argument("--quiet", action="store_true", default=d["quiet"], help="no progress bar")
+    switch("overwrite", "replace the run already in --out (default: a non-empty --out is refused)")
+    switch(
+        "change_epochs", "with --resume, accept a new --epochs (a cosine schedule is re-planned)"
+    )
+    switch("quiet", "no progress bar")
     g.add_argument("--device", default=d["device"], help="cpu, cuda, cuda:N (default: auto)")
     g.add_argument(
         "--amp",
@@ -221,12 +226,7 @@ def add_training_arguments(
         default=d["workers"],
         help="data-loading processes (default: 4 on GPU, 0 on CPU)",
     )
-    g.add_argument(
-        "--skip-corrupt",
-        action="store_true",
-        default=d["skip_corrupt"],
-        help="skip (and count) images that cannot be decoded instead of stopping",
-    )
+    switch("skip_corrupt", "skip (and count) images that cannot be decoded instead of stopping")
     g.add_argument("--out", type=Path, default=d["out"], help="run folder for checkpoints, logs")
     return parser
 

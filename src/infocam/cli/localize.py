@@ -102,7 +102,7 @@ def _run_localize(args: argparse.Namespace) -> int:
 def _localize(args: argparse.Namespace) -> int:
     from infocam.experiments import localize
     from infocam.experiments.localize_inputs import check_image_size, check_localize_inputs
-    from infocam.models import load_classifier
+    from infocam.models.registry import load_classifier_with_input
 
     # Everything that can be checked is checked before the model loads: the device, the
     # image size, every image file (and --gt-box inside it), distinct output names, and no
@@ -117,7 +117,8 @@ def _localize(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         summary=args.summary,
     )
-    model = load_classifier(args.arch, args.weights, args.num_classes)
+    # the channels and normalisation it was trained with (1-channel models: grayscale)
+    model, input_spec = load_classifier_with_input(args.arch, args.weights, args.num_classes)
     if args.weights is None:
         print(
             f"infocam: warning: no --weights: {args.arch} has random weights, so its classes, "
@@ -142,6 +143,7 @@ def _localize(args: argparse.Namespace) -> int:
         target=args.target,
         device=args.device,
         overwrite=args.overwrite,
+        input_spec=input_spec,
     ):
         iou = f"  IoU {r.iou[args.method]:.3f}" if r.iou else ""
         print(

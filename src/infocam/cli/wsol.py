@@ -33,6 +33,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from infocam.experiments.wsol import (
         WSOLRun,
         build_wsol_model,
+        claim_wsol_run,
         load_wsol_data,
         train_wsol,
     )
@@ -42,33 +43,35 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ValueError("--out is required (the run folder)")
     _check_device_arg(args.device)  # before the data loads and OUT/wsol.json is written
     _args._require_data_root(args)
-    sizes = {f"n_{split}": getattr(args, f"n_{split}") for split in ("train", "val", "test")}
-    data = load_wsol_data(
-        args.dataset, args.data_root, image_size=args.image_size, seed=args.seed, **sizes
-    )
-    seed_everything(args.seed)  # the initial weights depend on --seed only
-    model = build_wsol_model(
-        args.arch,
-        data.num_classes,
-        adl=args.adl,
-        weights=args.weights,
-        in_channels=data.in_channels,
-    )
     config = config_from_args(args)
-    WSOLRun(
-        args.dataset,
-        args.arch,
-        args.adl,
-        data.num_classes,
-        data.in_channels,
-        data.image_size,
-        args.data_root,
-        args.seed,
-        args.n_train,
-        args.n_val,
-        args.n_test,
-    ).save(config.out)
-    result = train_wsol(model, data, config, head_lr_mult=args.head_lr_mult)
+    sizes = {f"n_{split}": getattr(args, f"n_{split}") for split in ("train", "val", "test")}
+    # Locked and checked (not empty unless --resume / --overwrite) before the data loads.
+    with claim_wsol_run(config.out, resume=bool(config.resume), overwrite=config.overwrite):
+        data = load_wsol_data(
+            args.dataset, args.data_root, image_size=args.image_size, seed=args.seed, **sizes
+        )
+        seed_everything(args.seed)  # the initial weights depend on --seed only
+        model = build_wsol_model(
+            args.arch,
+            data.num_classes,
+            adl=args.adl,
+            weights=args.weights,
+            in_channels=data.in_channels,
+        )
+        WSOLRun(
+            args.dataset,
+            args.arch,
+            args.adl,
+            data.num_classes,
+            data.in_channels,
+            data.image_size,
+            args.data_root,
+            args.seed,
+            args.n_train,
+            args.n_val,
+            args.n_test,
+        ).save(config.out, resume=bool(config.resume))
+        result = train_wsol(model, data, config, head_lr_mult=args.head_lr_mult)
     print(
         f"trained {args.arch}{' with ADL' if args.adl else ''}: best epoch {result.best_epoch}, "
         f"val top-1 {100 * (result.best_metric or 0):.2f}%  -> {config.out}"
@@ -162,6 +165,12 @@ def _add_reproduce_wsol(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--device", help="cpu, cuda, cuda:N (default: auto)")
     g.add_argument("--workers", type=int)
     g.add_argument("--resume", action="store_true", help="continue each run from last.pt")
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the runs and results already in --out (default: a non-empty --out is "
+        "refused)",
+    )
     g.add_argument("--quiet", action="store_true")
     p.add_argument("--out", default="results/wsol", help="output folder (default results/wsol)")
     p.set_defaults(func=_run_reproduce_wsol)
@@ -204,5 +213,6 @@ def _run_reproduce_wsol(args: argparse.Namespace) -> int:
         workers=args.workers,
         quiet=args.quiet,
         resume=args.resume,
+        overwrite=args.overwrite,
     )
     return 0

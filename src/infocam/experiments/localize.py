@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from infocam._imagenet import IMAGENET_MEAN, IMAGENET_STD
 from infocam._validation import check_device, check_int, check_real
 from infocam.cam import METHODS, CAMExtractor, class_activation_maps
 from infocam.cam.maps import check_region
 from infocam.experiments.localize_inputs import check_image_size, check_localize_inputs, read_image
 from infocam.localization import box_iou, boxes_from_maps, normalize_maps, upsample_maps
+from infocam.models.inputs import IMAGENET_INPUT, InputSpec
 from infocam.training.checkpoint import atomic_write
 from infocam.viz import METHOD_TITLES, as_uint8_image, figure_grid, method_grid, overlay
 
@@ -77,7 +77,7 @@ def localize_images(
     ``out_dir`` are replaced only with ``overwrite=True``. The class is ``target`` or the
     top-1 prediction. ``options`` are those of :func:`iter_localize_images` (``method``,
     ``region``, ``region_padding``, ``threshold``, ``image_size``, ``gt_box``, ``target``,
-    ``device``, ``overwrite``).
+    ``device``, ``overwrite``, ``input_spec``).
     Every argument and every image file is checked before the first image is processed.
     Each result keeps its full-size panels: for many images iterate
     :func:`iter_localize_images` instead and keep only what you need (e.g. :func:`thumbnails`).
@@ -99,6 +99,7 @@ def iter_localize_images(
     target: int | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    input_spec: InputSpec | None = None,
 ) -> Iterator[LocalizedImage]:
     """:func:`localize_images` one image at a time: each result is yielded once its PNGs are
     written, so an error on a later image loses nothing already done. The arguments and all
@@ -110,7 +111,9 @@ def iter_localize_images(
     the box threshold; ``image_size``: the side images are resized to, at most
     :data:`~infocam.experiments.localize_inputs.MAX_IMAGE_SIZE`; ``gt_box``: a ground-truth
     box in original-image pixels; ``target``: the class (default: top-1); ``overwrite``:
-    replace files an earlier run wrote to ``out_dir``.
+    replace files an earlier run wrote to ``out_dir``; ``input_spec``: how the model takes
+    images (channels, normalisation; default ImageNet's), e.g. from
+    :func:`infocam.models.registry.load_classifier_with_input`.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -127,12 +130,11 @@ def iter_localize_images(
     out.mkdir(parents=True, exist_ok=True)
     model = model.to(device)
     extractor = CAMExtractor(model)
-    mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+    spec = IMAGENET_INPUT if input_spec is None else input_spec
     grids = _GridWriter()
     try:
         yield from _localize_each(
-            planned, model, extractor, mean, std, grids, method, region, region_padding,
+            planned, model, extractor, spec, grids, method, region, region_padding,
             threshold, image_size, gt_box, target, device,
         )  # fmt: skip
     finally:
@@ -143,8 +145,7 @@ def _localize_each(
     planned: list[tuple[Path, list[Path]]],
     model: torch.nn.Module,
     extractor: CAMExtractor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
+    spec: InputSpec,
     grids: _GridWriter,
     method: str,
     region: int,
@@ -159,11 +160,20 @@ def _localize_each(
     for path, (single, grid) in planned:
         img, original = read_image(path, image_size)  # float32 in [0, 1], real bit depth
         x = torch.from_numpy(img).to(device).permute(2, 0, 1)
-        x = ((x - mean) / std)[None]
+        x = spec.prepare(x)[None]  # the model's channels and normalisation
         maps, boxes = {}, {}
         # One forward pass: the other methods' maps are einsums on the same features.
         t = None if target is None else [target]
-        res = extractor(x, t, "cam", region, region_padding=region_padding)
+        try:
+            res = extractor(x, t, "cam", region, region_padding=region_padding)
+        except RuntimeError as exc:  # e.g. a flatten + linear head sized for other images
+            if isinstance(exc, torch.OutOfMemoryError):
+                raise
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"{type(model).__name__} cannot take a {tuple(x.shape)} input ({detail}); "
+                "check the image size and the architecture"
+            ) from exc
         assert res.target is not None
         fc_weight = dict(model.named_modules())[extractor.classifier_].weight
         for m in METHODS:

@@ -7,6 +7,7 @@ extra) and torchvision's, with weights from a file or a weights name.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from torch import nn
 from infocam._safe_load import safe_torch_load, torchvision_hub_loads_safely
 from infocam.models.gap import resnet18_gap, resnet50_gap, small_gap_cnn, vgg16_gap
 from infocam.models.inception import inception_v3
+from infocam.models.inputs import IMAGENET_INPUT, InputSpec, first_conv_channels
 from infocam.models.mnist import mnist_cnn
 from infocam.models.weights import (
     WeightsLike,
@@ -24,7 +26,14 @@ from infocam.models.weights import (
     torchvision_weights_file,
 )
 
-__all__ = ["ARCHITECTURES", "MODELS", "get_model", "list_models", "load_classifier"]
+__all__ = [
+    "ARCHITECTURES",
+    "MODELS",
+    "get_model",
+    "list_models",
+    "load_classifier",
+    "load_classifier_with_input",
+]
 
 # name -> factory(num_classes, weights=None, **kwargs)
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -117,6 +126,56 @@ def load_classifier(
     ``num_classes`` defaults to the rows of the checkpoint's last linear weight (1000 without
     weights).
     """
+    return _load_classifier(arch, weights, num_classes)[0]
+
+
+def _state_channels(state: dict[str, torch.Tensor]) -> int | None:
+    """Input channels of the first convolution in a state dict (its first 4-D weight)."""
+    for key, value in state.items():
+        if key.endswith("weight") and value.dim() == 4:
+            return int(value.shape[1])
+    return None
+
+
+def _input_of_file(
+    record: object, state: dict[str, torch.Tensor], path: Path
+) -> tuple[int | None, InputSpec | None]:
+    """The input channels of a weights file's model and how to feed it: its ``"input"``
+    record (written by training), else ImageNet's for a 3-channel model, else unknown."""
+    if record is not None:
+        spec = InputSpec.from_record(record, str(path))
+        return spec.channels, spec
+    channels = _state_channels(state)
+    return channels, IMAGENET_INPUT if channels in (3, None) else None
+
+
+def load_classifier_with_input(
+    arch: str, weights: str | None = None, num_classes: int | None = None
+) -> tuple[nn.Module, InputSpec]:
+    """:func:`load_classifier`, and how to feed the model images (:class:`InputSpec`).
+
+    The input is the ``"input"`` record of a checkpoint written by training (a 1-channel
+    ``small_gap_cnn`` trained on cluttered digits: grayscale, pixels in [0, 1]; the model is
+    built with those channels); ImageNet's for torchvision weights and for 3-channel weight
+    files without a record. A 1-channel weights file without a record raises
+    :class:`~infocam.errors.CheckpointError`; without weights, a 1-channel model takes [0, 1]
+    grayscale.
+    """
+    model, spec = _load_classifier(arch, weights, num_classes)
+    if spec is None:
+        from infocam.errors import CheckpointError
+
+        raise CheckpointError(
+            f"weights {weights} are for a {first_conv_channels(model)}-channel model and do not "
+            "record how its inputs were normalised (checkpoints written by infocam train record "
+            "it): cannot feed it images"
+        )
+    return model, spec
+
+
+def _load_classifier(
+    arch: str, weights: str | None, num_classes: int | None
+) -> tuple[nn.Module, InputSpec | None]:
     import torchvision
 
     from infocam.errors import CheckpointError
@@ -127,9 +186,13 @@ def load_classifier(
     if key in MODELS or key in ARCHITECTURES:
         arch = key
 
+    channels: dict[str, int] = {}
+
     def build(n: int | None) -> nn.Module:
         if arch in MODELS:
-            return get_model(arch, 1000 if n is None else n)
+            takes = "in_channels" in inspect.signature(MODELS[arch]).parameters
+            kw = channels if takes else {}
+            return get_model(arch, 1000 if n is None else n, **kw)
         kw = {} if n is None else {"num_classes": n}
         if arch in ARCHITECTURES:
             return ARCHITECTURES[arch](**kw)
@@ -142,7 +205,9 @@ def load_classifier(
             "torchvision.models.list_models(torchvision.models))"
         )
     if weights is None:
-        return build(num_classes).eval()
+        model = build(num_classes).eval()
+        one = first_conv_channels(model) == 1
+        return model, InputSpec.unit(1) if one else IMAGENET_INPUT
     if weights == "imagenet" and arch in _IMAGENET_FILES:
         weights = _IMAGENET_FILES[arch]()
     path = Path(weights).expanduser()
@@ -157,8 +222,9 @@ def load_classifier(
         w = resolve_weights_name(weights, torchvision.models.get_model_weights(arch), arch)
         torchvision_weights_file(w)  # cached (or downloaded) first: a clear error offline
         with torchvision_hub_loads_safely():  # torchvision's own read is weights_only=False
-            return torchvision.models.get_model(arch, weights=w).eval()
+            return torchvision.models.get_model(arch, weights=w).eval(), IMAGENET_INPUT
     state = safe_torch_load(path, what="weights file")
+    record = state.get("input") if isinstance(state, dict) else None
     if isinstance(state, dict):
         for k in ("state_dict", "model"):
             if isinstance(state.get(k), dict):
@@ -166,6 +232,9 @@ def load_classifier(
                 break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"weights {path} must hold a state dict of tensors")
+    in_channels, spec = _input_of_file(record, state, path)
+    if in_channels is not None:
+        channels["in_channels"] = in_channels  # for those of ours that take it
     model = build(None)
     if num_classes is None:
         last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
@@ -181,4 +250,4 @@ def load_classifier(
         raise CheckpointError(
             f"weights {path} do not fit {arch}: {' '.join(first[:3])[:300]}"
         ) from exc
-    return model.eval()
+    return model.eval(), spec

@@ -6,6 +6,9 @@ reader sees either the previous checkpoint or the new one, never half of one. If
 (disk full, permissions, Ctrl-C) the temporary file is removed and the previous checkpoint is
 left untouched.
 
+Every checkpoint carries a SHA-256 of its content (:mod:`infocam._checksum`), checked on load:
+a file whose bytes changed since it was written (a flipped bit in a tensor) is refused.
+
 Loading uses ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only.
 A file whose unpickling would construct arbitrary Python objects (and so could run code) is
 refused with a :class:`~infocam.errors.CheckpointError`.
@@ -24,6 +27,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
+from infocam._checksum import with_checksum
 from infocam._safe_load import safe_torch_load
 from infocam.errors import CheckpointError
 from infocam.training.progress import clean_json
@@ -82,14 +86,16 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
 def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
     """Save ``state`` (a dict of tensors, numbers, strings, lists, dicts) atomically to ``path``.
 
-    Returns the path. Raises ``OSError`` naming ``path`` when the disk is full or the folder
-    is not writable; the checkpoint that was at ``path`` before survives.
+    A SHA-256 of the content is stored with it (key ``"sha256"``, reserved) and checked by
+    :func:`load_checkpoint`, which returns the state without it. Returns the path.
+    Raises ``OSError`` naming ``path`` when the disk is full or the folder is not writable;
+    the checkpoint that was at ``path`` before survives.
     """
     if not isinstance(state, Mapping):
         raise TypeError(f"state must be a dict; got {type(state).__name__}")
     # Serialise to memory first: a pickling error then never touches the disk.
     buffer = io.BytesIO()
-    torch.save(dict(state), buffer)
+    torch.save(with_checksum(state), buffer)
     return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
@@ -104,8 +110,11 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     """Load a checkpoint saved by :func:`save_checkpoint` (or any ``torch.save`` of plain data).
 
     Only tensors, numbers, strings and containers are accepted (``weights_only=True``). A file
-    that needs arbitrary Python objects, or that is truncated or not a checkpoint, raises
+    that needs arbitrary Python objects, that is truncated or not a checkpoint, or whose content
+    no longer matches its stored SHA-256 (corrupt), raises
     :class:`~infocam.errors.CheckpointError`; a missing file raises ``FileNotFoundError``.
+    An infocam checkpoint written before checksums were stored loads with an
+    :class:`~infocam.errors.UnverifiedCheckpointWarning`.
     """
     path = Path(path)
     state = safe_torch_load(path, what="checkpoint", map_location=map_location)

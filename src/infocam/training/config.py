@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["AMP_MODES", "METRICS", "OPTIMIZERS", "SCHEDULES", "TrainConfig"]
+__all__ = ["AMP_MODES", "METRICS", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "resume_conflicts"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
@@ -25,7 +25,10 @@ class TrainConfig:
     ``batch_size / W`` per step, so a run's numbers do not depend on how many processes run
     it. ``out`` is the run folder (``last.pt``, ``best.pt``, ``log.jsonl``, ``results.json``);
     ``None`` writes nothing. ``resume=True`` continues from ``out/last.pt`` if it exists (a
-    path: from that checkpoint). ``select_metric`` is measured on the *validation* data and
+    path: from that checkpoint); the settings that shape the run (:func:`resume_conflicts`)
+    must then be those it was started with, except ``epochs`` with ``change_epochs=True``.
+    ``overwrite=True`` replaces an earlier run in ``out`` (without it and without ``resume``,
+    a non-empty ``out`` is refused). ``select_metric`` is measured on the *validation* data and
     picks the best epoch, whose weights are put back in the model at the end
     (``restore_best``).
     """
@@ -43,6 +46,8 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     resume: bool | str | Path = False
+    overwrite: bool = False
+    change_epochs: bool = False
     quiet: bool = False
     device: str | None = None
     amp: Literal["off", "fp16", "bf16"] = "off"
@@ -97,9 +102,56 @@ class TrainConfig:
             self.resume = Path(self.resume)
         if self.resume is True and self.out is None:
             raise ValueError("resume=True needs out (the run folder holding last.pt)")
+        if self.overwrite and self.resume not in (False, None):
+            raise ValueError(
+                "overwrite and resume exclude each other (--overwrite replaces the run in the "
+                "folder, --resume continues it); got both"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe copy (paths as strings)."""
         return {
             k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()
         }
+
+
+# Settings that shape a run's trajectory: continuing it with other values would mix two runs.
+_FIXED_ON_RESUME = (
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "momentum",
+    "schedule",
+    "lr_step",
+    "lr_gamma",
+    "grad_clip",
+    "seed",
+    "select_metric",
+    "sync_batchnorm",
+)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def resume_conflicts(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """``"--name old -> new"`` for each setting in which ``config`` differs from the ``saved``
+    config of the run it would continue (``epochs`` is not compared: see :func:`fit`).
+
+    ``momentum`` counts only for SGD, ``lr_step`` / ``lr_gamma`` only for the step schedule.
+    Runtime settings (device, workers, amp, quiet, ...) may change freely.
+    """
+    now = config.to_dict()
+    out = []
+    for name in _FIXED_ON_RESUME:
+        if name not in saved:
+            continue  # a checkpoint from before the setting existed
+        if name == "momentum" and now["optimizer"] != "sgd":
+            continue
+        if name in ("lr_step", "lr_gamma") and now["schedule"] != "step":
+            continue
+        if saved[name] != now[name]:
+            out.append(f"{_flag(name)} {saved[name]!r} -> {now[name]!r}")
+    return out

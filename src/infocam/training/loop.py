@@ -43,14 +43,14 @@ from infocam.training.evaluation import evaluate, main_logits, run_eval
 from infocam.training.loading import Skipped, as_tensor_data, epoch_indices, iterate, raise_corrupt
 from infocam.training.metrics import EpochMetrics, MetricSums
 from infocam.training.optim import build_optimizer, build_scheduler
-from infocam.training.progress import RunLog, clean_json, progress_bar
+from infocam.training.progress import RunLog, epoch_line, progress_bar, run_results
 from infocam.training.results import (
     EvalResult,
     TrainingInterrupted,
     TrainingOutOfMemoryError,
     TrainResult,
 )
-from infocam.training.run_checkpoint import BEST, RunCheckpoints
+from infocam.training.run_checkpoint import BEST, LOG, RESULTS, RunCheckpoints
 from infocam.training.seeding import derive_seed, seed_everything, set_deterministic
 
 __all__ = [
@@ -62,7 +62,6 @@ __all__ = [
     "fit",
 ]
 
-LOG, RESULTS = "log.jsonl", "results.json"
 _POSTFIX_EVERY = 20  # batches between progress-bar updates (each costs one device sync)
 _STOP_CHECK_EVERY = 8  # batches between cross-process checks for a stop signal under DDP
 _MAX_SKIPPED_LISTED = 20
@@ -123,8 +122,11 @@ class _Run(RunCheckpoints):
         scheduler: Any,
         scheduler_interval: str,
         collate_fn: Callable | None,
+        input_spec: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        self.input_spec = None if input_spec is None else dict(input_spec)
+        self.custom_scheduler = scheduler is not None
         self.ctx = ctx = setup_distributed(config.device)
         self.is_main = ctx.is_main
         check_amp(config.amp, ctx.device)
@@ -175,7 +177,12 @@ class _Run(RunCheckpoints):
             self.net = model
 
         self.out = Path(config.out) if config.out is not None else None
-        self.log = RunLog(self.out / LOG if (self.out is not None and self.is_main) else None)
+        self._claim_folder()
+        try:
+            self.log = RunLog(self.out / LOG if (self.out is not None and self.is_main) else None)
+        except BaseException:
+            self._claim.close()
+            raise
         self.metric = config.select_metric
         self.epoch = 0  # next epoch to run (0-based)
         self.batch = 0  # batches of that epoch already done
@@ -366,6 +373,7 @@ class _Run(RunCheckpoints):
                                     "model": self.best_state,
                                     "epoch": self.best_epoch,
                                     self.metric: value,
+                                    "input": self.input_spec,
                                 },
                                 self.out / BEST,
                             )
@@ -379,7 +387,7 @@ class _Run(RunCheckpoints):
                 self.history.append(record)
                 self.log.write("epoch", **record)
                 if self.is_main and not cfg.quiet:
-                    self._print_epoch(record)
+                    tqdm.write(epoch_line(record, cfg.epochs), file=sys.stderr)
                 self.epoch += 1
                 self.batch = 0
                 path = self.save(None)
@@ -400,45 +408,17 @@ class _Run(RunCheckpoints):
             seconds=time.perf_counter() - t_start,
         )
         if self.is_main and self.out is not None:
-            write_json(self._results(result), self.out / RESULTS)
+            extra = {"skipped_corrupt": self.skipped, "skipped_files": self.skipped_paths}
+            summary = run_results(result, self.ctx, self.config, **extra)
+            write_json(summary, self.out / RESULTS)
         self.log.write("end", best_epoch=self.best_epoch, best_metric=self.best_metric)
         return result
 
-    def _print_epoch(self, r: dict[str, Any]) -> None:
-        parts = [
-            f"epoch {r['epoch']}/{self.config.epochs}",
-            f"train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f}",
-        ]
-        if "val_loss" in r:
-            parts.append(
-                f"val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}"
-                + (" *" if r.get("best") else "")
-            )
-        if r.get("samples_per_s"):
-            parts.append(f"{r['samples_per_s']:.0f} samples/s")
-        tqdm.write(" | ".join(parts), file=sys.stderr)
-
-    def _results(self, result: TrainResult) -> dict[str, Any]:
-        return clean_json(
-            {
-                "metric": self.metric,
-                "best_epoch": result.best_epoch,
-                "best_metric": result.best_metric,
-                "epochs": len(self.history),
-                "best": result.best,
-                "final": result.last,
-                "skipped_corrupt": self.skipped,
-                "skipped_files": self.skipped_paths,
-                "world_size": self.ctx.world_size,
-                "device": str(self.ctx.device),
-                "seconds": round(result.seconds, 3),
-                "config": self.config.to_dict(),
-                "history": self.history,
-            }
-        )
-
     def close(self) -> None:
-        self.log.close()
+        try:
+            self.log.close()
+        finally:
+            self._claim.close()
 
 
 def fit(
@@ -452,6 +432,7 @@ def fit(
     scheduler: Any = None,
     scheduler_interval: str = "epoch",
     collate_fn: Callable | None = None,
+    input_spec: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` to minimise ``loss_fn(model(x), y)`` (a batch mean); return the history.
 
@@ -470,6 +451,16 @@ def fit(
     (default from ``config.optimizer``/``lr``/``weight_decay``). ``scheduler``: an LR
     scheduler or ``optimizer -> scheduler``, stepped each epoch (``scheduler_interval=
     "step"``: each batch); default from ``config.schedule``.
+
+    ``config.out`` is locked for the run (``out/.lock``: a second run into it is refused) and
+    must be empty unless ``config.resume`` (continue it: the settings must be the saved ones,
+    see :func:`~infocam.training.config.resume_conflicts`; a new ``epochs`` needs
+    ``config.change_epochs``) or ``config.overwrite`` (its last.pt, best.pt, log.jsonl and
+    results.json are deleted first).
+
+    ``input_spec``: how the model's inputs were made (e.g. ``{"channels": 1, "mean": [0.0],
+    "std": [1.0]}``), stored under ``"input"`` in ``best.pt`` and ``last.pt`` so that a
+    later user of the weights (``infocam localize``) can feed it alike.
 
     Under ``torchrun`` the model is wrapped in DistributedDataParallel, each process sees its
     share of every global batch, metrics are summed over processes and only rank 0 prints
@@ -492,6 +483,7 @@ def fit(
         scheduler,
         scheduler_interval,
         collate_fn,
+        input_spec,
     )
     try:
         return run.run()

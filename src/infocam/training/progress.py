@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-__all__ = ["RunLog"]
+__all__ = ["RunLog", "epoch_line", "run_results"]
 
 
 def clean_json(value: Any) -> Any:
@@ -72,4 +72,41 @@ def progress_bar(total: int, desc: str, *, enabled: bool, initial: int = 0) -> t
         dynamic_ncols=True,
         file=sys.stderr,
         mininterval=0.5,
+    )
+
+
+def epoch_line(r: dict[str, Any], epochs: int) -> str:
+    """The line printed after an epoch: its losses, accuracies and throughput."""
+    parts = [
+        f"epoch {r['epoch']}/{epochs}",
+        f"train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f}",
+    ]
+    if "val_loss" in r:
+        parts.append(
+            f"val loss {r['val_loss']:.4f} acc {r['val_accuracy']:.4f}"
+            + (" *" if r.get("best") else "")
+        )
+    if r.get("samples_per_s"):
+        parts.append(f"{r['samples_per_s']:.0f} samples/s")
+    return " | ".join(parts)
+
+
+def run_results(result: Any, ctx: Any, config: Any, **extra: Any) -> dict[str, Any]:
+    """The ``results.json`` of a finished :func:`~infocam.training.fit` run (a ``TrainResult``,
+    the run's ``DistContext`` and ``TrainConfig``; ``extra``: the skipped files)."""
+    return clean_json(
+        {
+            "metric": result.metric,
+            "best_epoch": result.best_epoch,
+            "best_metric": result.best_metric,
+            "epochs": len(result.history),
+            "best": result.best,
+            "final": result.last,
+            **extra,
+            "world_size": ctx.world_size,
+            "device": str(ctx.device),
+            "seconds": round(result.seconds, 3),
+            "config": config.to_dict(),
+            "history": result.history,
+        }
     )

@@ -7,28 +7,61 @@ and epoch), the partial metric sums of the epoch, the history and the best epoch
 
 from __future__ import annotations
 
+import contextlib
+import math
+import sys
 from pathlib import Path
 from typing import Any
 
-from infocam.errors import CheckpointError
+import torch
+from tqdm.auto import tqdm
+
+from infocam.errors import CheckpointError, RunFolderError
 from infocam.training.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from infocam.training.config import resume_conflicts
 from infocam.training.distributed import (
     any_process,
     gather_objects,
 )
 from infocam.training.metrics import MetricSums
+from infocam.training.run_folder import claim_run_folder
 from infocam.training.seeding import capture_rng_state, restore_rng_state
 
-__all__ = ["BEST", "CHECKPOINT_FORMAT", "LAST", "RunCheckpoints"]
+__all__ = ["BEST", "CHECKPOINT_FORMAT", "LAST", "LOG", "RESULTS", "RUN_FILES", "RunCheckpoints"]
 
 CHECKPOINT_FORMAT = "infocam.training/1"
-LAST, BEST = "last.pt", "best.pt"
+LAST, BEST, LOG, RESULTS = "last.pt", "best.pt", "log.jsonl", "results.json"
+RUN_FILES = (LAST, BEST, LOG, RESULTS)  # what fit writes in config.out (--overwrite removes them)
 
 
 class RunCheckpoints:
     """The checkpoint half of a fit run (a mixin of the loop's run state): ``save`` and
-    ``resume``. The run provides ``config``, ``ctx``, ``out``, ``log``, ``model``,
+    ``resume`` (which refuses other settings, or re-plans a changed ``epochs``). The run
+    provides ``config``, ``ctx``, ``out``, ``log``, ``model``,
     ``optimizer``, ``scheduler``, ``scaler`` and the counters it saves."""
+
+    def _claim_folder(self) -> None:
+        """Lock ``out`` for the run (rank 0; held in ``_claim`` until ``close``) and refuse it
+        when it holds a run, unless ``resume`` or ``overwrite`` (which removes ``RUN_FILES``);
+        when rank 0 cannot, every process raises."""
+        self._claim = contextlib.ExitStack()
+        error: RunFolderError | None = None
+        if self.out is not None and self.is_main:
+            try:
+                self._claim.enter_context(
+                    claim_run_folder(
+                        self.out,
+                        resume=self.config.resume not in (False, None),
+                        overwrite=self.config.overwrite,
+                        remove=RUN_FILES,
+                    )
+                )
+            except RunFolderError as exc:
+                error = exc
+        if any_process(error is not None, self.ctx):
+            if error is not None:
+                raise error
+            raise RunFolderError(f"rank 0 could not use the run folder {self.out}")
 
     def _state(self, rng: list[Any], sums: dict[str, Any] | None) -> dict[str, Any]:
         return {
@@ -49,6 +82,9 @@ class RunCheckpoints:
             "skipped": self.skipped,
             "world_size": self.ctx.world_size,
             "config": self.config.to_dict(),
+            "train_size": len(self.train),
+            "val_size": None if self.val is None else len(self.val),
+            "input": self.input_spec,
         }
 
     def save(self, sums: MetricSums | None) -> Path | None:
@@ -88,6 +124,7 @@ class RunCheckpoints:
                 f"{ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r}); to start from its "
                 "weights, load them into the model with load_model_state and train without resume"
             )
+        saved_epochs = self._check_settings(ckpt, path)
         load_model_state(self.model, ckpt["model"], source=str(path))
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -99,6 +136,8 @@ class RunCheckpoints:
             raise CheckpointError(
                 f"{path}: the optimiser/scheduler state does not fit this run ({exc})"
             ) from exc
+        if saved_epochs is not None and saved_epochs != cfg.epochs:
+            self._replan(saved_epochs, int(ckpt["epoch"]))
         rng = ckpt["rng"]
         if len(rng) == self.ctx.world_size:
             restore_rng_state(rng[self.ctx.rank])
@@ -122,3 +161,68 @@ class RunCheckpoints:
             world_size=self.ctx.world_size,
             saved_world_size=ckpt.get("world_size"),
         )
+
+    def _check_settings(self, ckpt: dict[str, Any], path: Path) -> int | None:
+        """Refuse to continue ``ckpt`` with other settings; return its epochs (None: unknown).
+
+        A changed ``epochs`` is accepted with ``change_epochs`` when it does not undo epochs
+        already trained and the schedule is infocam's own (see :meth:`_replan`).
+        """
+        cfg = self.config
+        saved = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+        conflicts = resume_conflicts(saved, cfg)
+        for key, label, now in (
+            ("train_size", "training set", len(self.train)),
+            ("val_size", "validation set", None if self.val is None else len(self.val)),
+        ):
+            if key in ckpt and ckpt[key] != now:
+                conflicts.append(f"{label} {_samples(ckpt[key])} -> {_samples(now)}")
+        old = saved.get("epochs")
+        if isinstance(old, int) and old != cfg.epochs:
+            started = int(ckpt["epoch"]) + (1 if int(ckpt["batch"]) > 0 else 0)
+            change = f"--epochs {old} -> {cfg.epochs}"
+            if cfg.epochs < started:
+                conflicts.append(f"{change} (it has already trained {started} epoch(s))")
+            elif not cfg.change_epochs:
+                conflicts.append(f"{change} (pass --change-epochs to accept it)")
+            elif self.custom_scheduler:
+                conflicts.append(f"{change} (a scheduler passed to fit cannot be re-planned)")
+        if conflicts:
+            raise CheckpointError(
+                f"cannot resume {path} with other settings: {'; '.join(conflicts)}. Use the "
+                "run's settings, or start a new run (--overwrite, or another --out)"
+            )
+        return old if isinstance(old, int) else None
+
+    def _replan(self, saved_epochs: int, epoch: int) -> None:
+        """Continue with ``config.epochs`` instead of ``saved_epochs`` (``change_epochs``).
+
+        The constant and step schedules do not depend on the number of epochs: the run goes on
+        exactly as one started with the new number would. The cosine schedule does: it is
+        re-planned to end at the new number, i.e. from this epoch on the learning rate follows
+        the cosine of the new length (a jump from the old curve, logged and printed).
+        """
+        cfg = self.config
+        note = f"--epochs {saved_epochs} -> {cfg.epochs}"
+        if cfg.schedule == "cosine" and isinstance(
+            self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR
+        ):
+            sched = self.scheduler
+            before = [g["lr"] for g in self.optimizer.param_groups]
+            sched.T_max = cfg.epochs
+            cos = (1 + math.cos(math.pi * sched.last_epoch / cfg.epochs)) / 2
+            after = [sched.eta_min + (base - sched.eta_min) * cos for base in sched.base_lrs]
+            for group, lr in zip(self.optimizer.param_groups, after, strict=True):
+                group["lr"] = lr
+            sched._last_lr = list(after)
+            note += (
+                f": the cosine schedule is re-planned over {cfg.epochs} epochs, so the learning "
+                f"rate of epoch {epoch + 1} goes from {before[0]:.4g} to {after[0]:.4g}"
+            )
+        self.log.write("resume_changed", epochs=[saved_epochs, cfg.epochs], note=note)
+        if self.is_main and not cfg.quiet:
+            tqdm.write(f"resuming with {note}", file=sys.stderr)
+
+
+def _samples(n: int | None) -> str:
+    return "none" if n is None else f"{n} samples"

@@ -51,7 +51,7 @@ from infocam.experiments.pc_softmax.protocol import (
     make_loss,
 )
 from infocam.experiments.pc_softmax.report import plot_per_class, render_table, verdict
-from infocam.experiments.pc_softmax.run import OUTPUTS, run_table3
+from infocam.experiments.pc_softmax.run import OUTPUTS, claim_output, run_table3
 from infocam.experiments.pc_softmax.stats import accuracy_report, mann_whitney, summarize
 from infocam.training import TrainConfig
 
@@ -108,28 +108,32 @@ def reproduce(
     keep_checkpoints: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """``infocam reproduce pc-softmax``: Table 3 on ``dataset`` ("mnist" or "cub")."""
+    """``infocam reproduce pc-softmax``: Table 3 on ``dataset`` ("mnist" or "cub").
+
+    ``out`` is claimed (locked, refused when it holds results without ``config.resume`` /
+    ``config.overwrite``) before any data loads."""
     module = dataset_module(dataset)
-    if dataset == "mnist":
+    if dataset == "cub" and data_root is None:
+        raise ValueError("dataset 'cub' needs data_root (the CUB_200_2011 folder)")
+    with claim_output(Path(out), config):
+        if dataset == "mnist":
+            return module.run(
+                seeds,
+                out,
+                config,
+                data_root=data_root,
+                val_fraction=val_fraction,
+                verify=verify,
+                keep_checkpoints=keep_checkpoints,
+                quiet=quiet,
+            )
         return module.run(
+            data_root,
             seeds,
             out,
             config,
-            data_root=data_root,
-            val_fraction=val_fraction,
-            verify=verify,
+            weights=weights,
+            image_size=image_size,
             keep_checkpoints=keep_checkpoints,
             quiet=quiet,
         )
-    if data_root is None:
-        raise ValueError("dataset 'cub' needs data_root (the CUB_200_2011 folder)")
-    return module.run(
-        data_root,
-        seeds,
-        out,
-        config,
-        weights=weights,
-        image_size=image_size,
-        keep_checkpoints=keep_checkpoints,
-        quiet=quiet,
-    )

@@ -33,6 +33,7 @@ from infocam.data.transforms import wsol_transform
 from infocam.experiments.pc_softmax.protocol import Setting
 from infocam.experiments.pc_softmax.run import run_table3
 from infocam.models import inception_loss, inception_v3
+from infocam.models.inputs import IMAGENET_INPUT
 from infocam.models.weights import WeightsLike
 from infocam.training import TrainConfig
 
@@ -129,4 +130,5 @@ def run(
         validation="CUB-200-2011 'val', the other half of the official test set",
         keep_checkpoints=keep_checkpoints,
         quiet=quiet,
+        input_spec=IMAGENET_INPUT.to_dict(),
     )

@@ -124,4 +124,5 @@ def run(
         validation=f"a stratified {val_fraction:.0%} of each training set, seeded with the seed",
         keep_checkpoints=keep_checkpoints,
         quiet=quiet,
+        input_spec={"channels": 1, "mean": [MEAN], "std": [STD]},
     )

@@ -28,7 +28,13 @@ from infocam.experiments.wsol.evaluate import evaluate_run
 from infocam.experiments.wsol.protocol import DATASETS, PAPER_TABLE4, PROTOCOLS
 from infocam.experiments.wsol.report import format_table, save_figure
 from infocam.experiments.wsol.reproduce import reproduce_wsol
-from infocam.experiments.wsol.train import WSOLRun, build_wsol_model, load_trained, train_wsol
+from infocam.experiments.wsol.train import (
+    WSOLRun,
+    build_wsol_model,
+    claim_wsol_run,
+    load_trained,
+    train_wsol,
+)
 
 __all__ = [
     "DATASETS",
@@ -37,6 +43,7 @@ __all__ = [
     "WSOLData",
     "WSOLRun",
     "build_wsol_model",
+    "claim_wsol_run",
     "evaluate_run",
     "format_table",
     "load_trained",

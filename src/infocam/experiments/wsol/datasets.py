@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from infocam.experiments.wsol.protocol import PROTOCOLS, check_dataset
+from infocam.models.inputs import IMAGENET_INPUT, InputSpec
 
 __all__ = ["WSOLData", "load_wsol_data"]
 
@@ -26,6 +27,14 @@ class WSOLData:
     in_channels: int
     image_size: int
     classes: list[str] = field(default_factory=list)
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """How the images are fed: cluttered digits as [0, 1] pixels, CUB / Tiny-ImageNet with
+        ImageNet's normalisation (stored with the trained weights for ``infocam localize``)."""
+        if self.dataset == "cluttered-digits":
+            return InputSpec.unit(self.in_channels)
+        return IMAGENET_INPUT
 
 
 class _Gray2RGB:
@@ -61,6 +70,12 @@ def load_wsol_data(
     check_dataset(dataset)
     if image_size is not None and (isinstance(image_size, bool) or int(image_size) < 8):
         raise ValueError(f"image_size must be an integer >= 8; got {image_size!r}")
+    for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if value is not None and (isinstance(value, bool) or int(value) < 1):
+            raise ValueError(
+                f"{name} (--{name.replace('_', '-')}) must be a positive number of images, or "
+                f"left out for the default / all of them; got {value!r}"
+            )
     if dataset == "cluttered-digits":
         from infocam.data import ClutteredDigits
         from infocam.data.mnist import load_mnist

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DATASETS", "IMAGENET_WEIGHTS", "NEW_LAYERS", "PAPER_TABLE4", "PROTOCOLS", "RUN_FILE"]
+from infocam.training.run_checkpoint import RUN_FILES
+
+__all__ = [
+    "DATASETS",
+    "IMAGENET_WEIGHTS",
+    "NEW_LAYERS",
+    "PAPER_TABLE4",
+    "PROTOCOLS",
+    "RUN_FILE",
+    "WSOL_RUN_FILES",
+    "WSOL_TOP_FILES",
+]
 
 DATASETS = ("cluttered-digits", "cub", "tiny-imagenet")
 RUN_FILE = "wsol.json"
+# A WSOL run folder's own files (--overwrite deletes them): training's, wsol.json, evaluation's.
+WSOL_RUN_FILES = (*RUN_FILES, RUN_FILE, "eval/results.json", "eval/table.md", "eval/figure.png")
+# What reproduce_wsol writes at the top of its output folder.
+WSOL_TOP_FILES = ("results.json", "table.md", "figure.png")
 
 # Table 4 of the paper (and its appendix's classification columns): GT-known Loc, Top-1 Loc,
 # Top-1 Cls, Top-5 Cls in %; classification is reported for CAM rows only (same network).

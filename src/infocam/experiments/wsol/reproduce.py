@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,13 +12,19 @@ import torch
 
 from infocam.experiments.wsol.datasets import load_wsol_data
 from infocam.experiments.wsol.evaluate import evaluate_run
-from infocam.experiments.wsol.protocol import PAPER_TABLE4, PROTOCOLS, check_dataset
+from infocam.experiments.wsol.protocol import (
+    PAPER_TABLE4,
+    PROTOCOLS,
+    WSOL_TOP_FILES,
+    check_dataset,
+)
 from infocam.experiments.wsol.report import format_table, json_ready, save_figure, write_text
-from infocam.experiments.wsol.train import WSOLRun, build_wsol_model, train_wsol
+from infocam.experiments.wsol.train import WSOLRun, build_wsol_model, claim_wsol_run, train_wsol
 from infocam.experiments.wsol_eval import DEFAULT_REGIONS, DEFAULT_THRESHOLDS, WSOLEvalOptions
 from infocam.training import TrainConfig, seed_everything
 from infocam.training.checkpoint import write_json
 from infocam.training.distributed import is_main_process
+from infocam.training.run_folder import claim_run_folder
 
 __all__ = ["reproduce_wsol"]
 
@@ -44,6 +51,7 @@ def reproduce_wsol(
     workers: int | None = None,
     quiet: bool = False,
     resume: bool = False,
+    overwrite: bool = False,
     log: Any = print,
 ) -> dict[str, Any]:
     """Table 4's protocol on ``dataset``: each backbone with and without ADL, trained with
@@ -52,117 +60,131 @@ def reproduce_wsol(
     Writes ``out/<arch>[_adl]/`` (the run: checkpoints, log, ``wsol.json``, its own
     ``results.json`` / ``table.md`` / ``figure.png`` under ``eval/``) and ``out/results.json``,
     ``out/table.md`` and ``out/figure.png`` (the first model's test images). Returns the
-    combined results.
+    combined results. ``out`` and each run folder are locked while in use; a non-empty ``out``
+    is refused unless ``resume`` (continue each run with its own settings) or ``overwrite``
+    (replace the runs and results).
     """
     check_dataset(dataset)
     protocol = PROTOCOLS[dataset]
     archs = tuple(archs or protocol["archs"])
     weights = dict(weights or {})
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    data = load_wsol_data(
-        dataset,
-        data_root,
-        image_size=image_size,
-        n_train=n_train,
-        n_val=n_val,
-        n_test=n_test,
-        seed=seed,
-        cache_dir=out / "cache" if dataset == "cluttered-digits" else None,
+    claim = (
+        claim_run_folder(
+            out, resume=resume, overwrite=overwrite, remove=WSOL_TOP_FILES, what="output folder"
+        )
+        if is_main_process()
+        else contextlib.nullcontext(out)
     )
-    log(
-        f"{dataset}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
-        f"images of {data.image_size} px, {data.num_classes} classes "
-        f"({time.perf_counter() - t_start:.0f} s)"
-    )
-    train_kw = {**protocol["train"], **(train_overrides or {})}
-    mult = protocol["head_lr_mult"] if head_lr_mult is None else head_lr_mult
-    run_kw = {"seed": seed, "device": device, "workers": workers, "quiet": quiet, "resume": resume}
-    rows = []
-    for arch in archs:
-        for use_adl in adl:
-            name = arch + ("_adl" if use_adl else "")
-            run_dir = out / name
-            w = weights.get(arch, protocol["weights"])
-            w = None if w in (None, "none") else w
-            seed_everything(seed)  # the initial weights depend on the seed only
-            model = build_wsol_model(
-                arch, data.num_classes, adl=use_adl, weights=w, in_channels=data.in_channels
-            )
-            config = TrainConfig(**train_kw, **run_kw, out=run_dir)
-            WSOLRun(
-                dataset,
-                arch,
-                use_adl,
-                data.num_classes,
-                data.in_channels,
-                data.image_size,
-                None if data_root is None else str(data_root),
-                seed,
-                n_train,
-                n_val,
-                n_test,
-            ).save(run_dir)
-            t0 = time.perf_counter()
-            trained = train_wsol(model, data, config, head_lr_mult=mult)
-            train_s = time.perf_counter() - t0
-            log(
-                f"{name}: trained {len(trained.history)} epoch(s) in {train_s:.0f} s, best "
-                f"epoch {trained.best_epoch} (val top-1 {100 * (trained.best_metric or 0):.2f}%)"
-            )
-            ev_device = torch.device(device or next(trained.model.parameters()).device)
-            ev_workers = workers if workers is not None else (4 if ev_device.type == "cuda" else 0)
-            options = WSOLEvalOptions(
-                regions=regions,
-                thresholds=thresholds,
-                region_padding=region_padding,
-                batch_size=train_kw.get("batch_size", 64),
-                device=ev_device,
-                workers=ev_workers,
-                quiet=quiet,
-            )
-            result = evaluate_run(trained.model, data, run_dir / "eval", options, label=name)
-            log(f"{name}: evaluated in {result['seconds']:.0f} s")
-            rows.append(
-                {
-                    "model": arch,
-                    "adl": use_adl,
-                    "train_seconds": round(train_s, 1),
-                    "best_epoch": trained.best_epoch,
-                    **json_ready(result),
-                }
-            )
-            if len(rows) == 1 and is_main_process():
-                save_figure(
-                    result["examples"], out / "figure.png", f"{dataset}: {name}", data.classes
+    with claim:
+        t_start = time.perf_counter()
+        data = load_wsol_data(
+            dataset,
+            data_root,
+            image_size=image_size,
+            n_train=n_train,
+            n_val=n_val,
+            n_test=n_test,
+            seed=seed,
+            cache_dir=out / "cache" if dataset == "cluttered-digits" else None,
+        )
+        log(
+            f"{dataset}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
+            f"images of {data.image_size} px, {data.num_classes} classes "
+            f"({time.perf_counter() - t_start:.0f} s)"
+        )
+        train_kw = {**protocol["train"], **(train_overrides or {})}
+        mult = protocol["head_lr_mult"] if head_lr_mult is None else head_lr_mult
+        run_kw = {"seed": seed, "device": device, "workers": workers, "quiet": quiet}
+        run_kw |= {"resume": resume, "overwrite": overwrite}
+        rows = []
+        for arch in archs:
+            for use_adl in adl:
+                name = arch + ("_adl" if use_adl else "")
+                run_dir = out / name
+                w = weights.get(arch, protocol["weights"])
+                w = None if w in (None, "none") else w
+                seed_everything(seed)  # the initial weights depend on the seed only
+                model = build_wsol_model(
+                    arch, data.num_classes, adl=use_adl, weights=w, in_channels=data.in_channels
                 )
-    summary = {
-        "dataset": dataset,
-        "protocol": {
-            "archs": list(archs),
-            "train": train_kw,
-            "head_lr_mult": mult,
-            "image_size": data.image_size,
-            "n": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-            "regions": list(regions),
-            "thresholds": [float(t) for t in thresholds],
-            "region_padding": region_padding,
-            "seed": seed,
-            "selection": "region and threshold per method: best GT-known Loc on val",
-        },
-        "runs": rows,
-        "paper": {
-            arch: {f"{m}{' (ADL)' if a else ''}": v for (m, a), v in t.items()}
-            for arch, t in PAPER_TABLE4.get(dataset, {}).items()
-        },
-        "seconds": round(time.perf_counter() - t_start, 1),
-    }
-    table = format_table(rows, dataset)
-    if not is_main_process():  # under torchrun all processes hold the same scores; rank 0 writes
+                config = TrainConfig(**train_kw, **run_kw, out=run_dir)
+                with claim_wsol_run(run_dir, resume=resume, overwrite=overwrite):
+                    WSOLRun(
+                        dataset,
+                        arch,
+                        use_adl,
+                        data.num_classes,
+                        data.in_channels,
+                        data.image_size,
+                        None if data_root is None else str(data_root),
+                        seed,
+                        n_train,
+                        n_val,
+                        n_test,
+                    ).save(run_dir, resume=resume)
+                    t0 = time.perf_counter()
+                    trained = train_wsol(model, data, config, head_lr_mult=mult)
+                    train_s = time.perf_counter() - t0
+                log(
+                    f"{name}: trained {len(trained.history)} epoch(s) in {train_s:.0f} s, "
+                    f"best epoch {trained.best_epoch} "
+                    f"(val top-1 {100 * (trained.best_metric or 0):.2f}%)"
+                )
+                ev_device = torch.device(device or next(trained.model.parameters()).device)
+                ev_workers = (
+                    workers if workers is not None else (4 if ev_device.type == "cuda" else 0)
+                )
+                options = WSOLEvalOptions(
+                    regions=regions,
+                    thresholds=thresholds,
+                    region_padding=region_padding,
+                    batch_size=train_kw.get("batch_size", 64),
+                    device=ev_device,
+                    workers=ev_workers,
+                    quiet=quiet,
+                )
+                result = evaluate_run(trained.model, data, run_dir / "eval", options, label=name)
+                log(f"{name}: evaluated in {result['seconds']:.0f} s")
+                rows.append(
+                    {
+                        "model": arch,
+                        "adl": use_adl,
+                        "train_seconds": round(train_s, 1),
+                        "best_epoch": trained.best_epoch,
+                        **json_ready(result),
+                    }
+                )
+                if len(rows) == 1 and is_main_process():
+                    save_figure(
+                        result["examples"], out / "figure.png", f"{dataset}: {name}", data.classes
+                    )
+        summary = {
+            "dataset": dataset,
+            "protocol": {
+                "archs": list(archs),
+                "train": train_kw,
+                "head_lr_mult": mult,
+                "image_size": data.image_size,
+                "n": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+                "regions": list(regions),
+                "thresholds": [float(t) for t in thresholds],
+                "region_padding": region_padding,
+                "seed": seed,
+                "selection": "region and threshold per method: best GT-known Loc on val",
+            },
+            "runs": rows,
+            "paper": {
+                arch: {f"{m}{' (ADL)' if a else ''}": v for (m, a), v in t.items()}
+                for arch, t in PAPER_TABLE4.get(dataset, {}).items()
+            },
+            "seconds": round(time.perf_counter() - t_start, 1),
+        }
+        table = format_table(rows, dataset)
+        if not is_main_process():  # under torchrun all hold the same scores; rank 0 writes
+            return summary
+        write_json(summary, out / "results.json")
+        write_text(out / "table.md", table + "\n")
+        log(table)
+        log(f"total {summary['seconds']:.0f} s; wrote {out / 'results.json'}, table.md, figure.png")
         return summary
-    write_json(summary, out / "results.json")
-    write_text(out / "table.md", table + "\n")
-    log(table)
-    log(f"total {summary['seconds']:.0f} s; wrote {out / 'results.json'}, table.md, figure.png")
-    return summary

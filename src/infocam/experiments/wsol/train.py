@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -18,13 +19,15 @@ import torch
 from torch import nn
 
 from infocam.experiments.wsol.datasets import WSOLData, load_wsol_data
-from infocam.experiments.wsol.protocol import IMAGENET_WEIGHTS, NEW_LAYERS, RUN_FILE
+from infocam.experiments.wsol.protocol import IMAGENET_WEIGHTS, NEW_LAYERS, RUN_FILE, WSOL_RUN_FILES
 from infocam.experiments.wsol_eval import wsol_collate
 from infocam.training import TrainConfig, TrainResult, fit, load_checkpoint, load_model_state
 from infocam.training.checkpoint import write_json
+from infocam.training.distributed import is_main_process
 from infocam.training.optim import make_optimizer
+from infocam.training.run_folder import claim_run_folder
 
-__all__ = ["WSOLRun", "build_wsol_model", "load_trained", "train_wsol"]
+__all__ = ["WSOLRun", "build_wsol_model", "claim_wsol_run", "load_trained", "train_wsol"]
 
 
 def build_wsol_model(
@@ -93,7 +96,19 @@ def train_wsol(
         config,
         optimizer=_optimizer(model, config, head_lr_mult),
         collate_fn=wsol_collate,
+        input_spec=data.input_spec.to_dict(),
     )
+
+
+def claim_wsol_run(
+    folder: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> contextlib.AbstractContextManager:
+    """:func:`~infocam.training.run_folder.claim_run_folder` for a WSOL run folder (its lock,
+    no silent overwriting; ``overwrite`` deletes :data:`WSOL_RUN_FILES`). Under ``torchrun``
+    only rank 0 claims it (the others write nothing)."""
+    if not is_main_process():
+        return contextlib.nullcontext(Path(folder))
+    return claim_run_folder(folder, resume=resume, overwrite=overwrite, remove=WSOL_RUN_FILES)
 
 
 @dataclass
@@ -112,7 +127,24 @@ class WSOLRun:
     n_val: int | None = None
     n_test: int | None = None
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, *, resume: bool = False) -> None:
+        """Write ``folder/wsol.json``; with ``resume``, first check that the run there (if
+        any) was started with the same data and model (``data_root`` may move; the training
+        and validation sizes are checked by :func:`~infocam.training.fit`)."""
+        folder = Path(folder)
+        if resume and (folder / RUN_FILE).is_file():
+            old = WSOLRun.load(folder)
+            changed = [
+                f"--{k.replace('_', '-')} {v!r} -> {getattr(self, k)!r}"
+                for k, v in old.__dict__.items()
+                if k not in ("data_root", "n_train", "n_val") and v != getattr(self, k)
+            ]
+            if changed:
+                raise ValueError(
+                    f"cannot resume the run in {folder} with other settings: "
+                    f"{'; '.join(changed)}. Use the run's settings, or start a new run "
+                    "(--overwrite, or another --out)"
+                )
         folder.mkdir(parents=True, exist_ok=True)
         write_json(self.__dict__, folder / RUN_FILE)
 
