@@ -437,3 +437,71 @@ def test_half_precision_models_pass_the_head_check(dtype):
     ext = CAMExtractor(model)  # bfloat16 logits were refused: a float32 tolerance
     res = ext(torch.randn(2, 3, 64, 64, dtype=dtype))
     assert (ext.feature_layer_, ext.classifier_) == ("layer4", "fc") and res.maps.shape == (2, 2, 2)
+
+
+class _AvgMaxPool(nn.Module):
+    """timm's AdaptiveAvgMaxPool2d: 0.5 * (mean + max), functional, no parameters."""
+
+    def forward(self, x):
+        return 0.5 * (F.adaptive_avg_pool2d(x, 1) + F.adaptive_max_pool2d(x, 1))
+
+
+class _MeanPool(nn.Module):
+    """A hand-written global average pooling: a plain mean, so CAMs are exact."""
+
+    def forward(self, x):
+        return x.mean((2, 3), keepdim=True)
+
+
+def _pooled_net(pool: nn.Module) -> nn.Module:
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1))
+    return nn.Sequential(body, pool, nn.Flatten(), nn.Linear(16, 5)).eval()
+
+
+def test_a_pooled_vector_is_never_returned_as_a_one_by_one_map():
+    # avg+max pooling admits no exact CAM: refused, naming the pooling layer (its 1 x 1
+    # output used to be taken as the "map", which reproduces the logits trivially)
+    with pytest.raises(ValueError, match=r"'1' \(_AvgMaxPool\).*avg\+max"):
+        CAMExtractor(_pooled_net(_AvgMaxPool()))(torch.randn(2, 3, 16, 16))
+    # a parameter-free plain mean: the map is where the pooling layer gets it, 8 x 8
+    model = _pooled_net(_MeanPool())
+    x = torch.randn(2, 3, 16, 16)
+    ext = CAMExtractor(model)
+    res = ext(x, target="all")
+    assert ext.feature_layer_ == "1" and ext.features_from_input_
+    assert res.maps.shape == (2, 5, 8, 8)
+    torch.testing.assert_close(res.maps.mean((2, 3)) + model[3].bias, model(x))
+
+
+class _TokenNet(nn.Module):
+    """ResMLP's shape: a patch embedding (the only 4-D output), then token blocks with
+    residual scales of 1e-4 (its initialisation), a token mean and a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Conv2d(3, 16, 4, 4)
+        self.blocks = nn.Sequential(*[nn.Linear(16, 16) for _ in range(3)])
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        t = self.stem(x).flatten(2).transpose(1, 2)  # (N, hw, C) tokens
+        for block in self.blocks:
+            t = t + 1e-4 * block(t)
+        return self.head(t.mean(1))
+
+
+def test_a_layer_that_almost_reproduces_the_logits_is_refused():
+    # the patch embedding's mean is ~1e-4 off the logits: a map of the wrong layer
+    with pytest.raises(ValueError, match=r"feature layer 'stem'.*does not reproduce"):
+        CAMExtractor(_TokenNet())(torch.randn(2, 3, 16, 16))
+
+
+def test_tiny_input_with_a_convolutional_one_by_one_map_is_still_a_map():
+    # resnet18 at 32 px: layer4 is 1 x 1 because its convolutions made it so (not a pooling)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=4).eval()
+    ext = CAMExtractor(model)
+    res = ext(torch.randn(2, 3, 32, 32))
+    assert ext.feature_layer_ == "layer4" and res.maps.shape[-2:] == (1, 1)

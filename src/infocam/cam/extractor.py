@@ -117,6 +117,7 @@ class CAMExtractor:
         self.feature_layer_: str | None = None
         self.classifier_: str | None = None
         self.features_from_input_ = False
+        self.between_: list[str] = []  # the layers run between features and classifier
         if feature_layer is not None:
             self.feature_layer_ = _resolve(model, feature_layer, "feature_layer")[0]
         if classifier is not None:
@@ -128,12 +129,12 @@ class CAMExtractor:
     # -- detection -------------------------------------------------------------------------
     def _detect(self, images: torch.Tensor) -> None:
         order: list[tuple[str, nn.Module, Any]] = []
-        pool_inputs: dict[int, Any] = {}  # index into order -> first input, for pooling layers
+        pool_inputs: dict[int, Any] = {}  # index into order -> first input when it is 4-D
 
         def record(name: str):
             def hook(mod: nn.Module, inp: Any, out: Any) -> None:
-                if isinstance(mod, _POOLS) and inp:
-                    pool_inputs[len(order)] = inp[0]
+                if inp and isinstance(inp[0], torch.Tensor) and inp[0].dim() == 4:
+                    pool_inputs[len(order)] = inp[0]  # a pooling layer's input may be the map
                 order.append((name, mod, out))
 
             return hook
@@ -172,6 +173,7 @@ class CAMExtractor:
                 # the model's input is the feature map: take it where the pooling layer gets it
                 self.feature_layer_ = order[end][0]
                 self.features_from_input_ = True
+                self.between_ = _leaf_names(order[end:i_fc])
                 return
             if not spatial:
                 raise ValueError(
@@ -182,7 +184,29 @@ class CAMExtractor:
             fitting = [(n, o) for n, o in spatial if o.shape[1] == fc.in_features]
             last = (fitting or spatial)[-1][1]
             # The outermost module that returned this very tensor fires its hook last.
-            self.feature_layer_ = [n for n, o in spatial if o is last][-1]
+            i_feat = max(i for i, (_, _, o) in enumerate(order[:end]) if o is last)
+            self.feature_layer_ = order[i_feat][0]
+            # A 1 x 1 "map" made by a parameter-free layer from a larger map is a pooled
+            # vector (timm's avg+max pooling, GeM, a hand-written mean), not a map: take the
+            # map where that layer gets it; the head check then decides whether it pools by
+            # the plain mean a CAM needs.
+            mod, pooled_from = order[i_feat][1], pool_inputs.get(i_feat)
+            if (
+                last.shape[2] * last.shape[3] == 1
+                and isinstance(pooled_from, torch.Tensor)
+                and pooled_from.shape[2] * pooled_from.shape[3] > 1
+                and next(mod.parameters(recurse=True), None) is None
+            ):
+                # the innermost module that received this map and returned the 1 x 1 output
+                i_feat = min(
+                    i
+                    for i, (_, _, o) in enumerate(order[:end])
+                    if o is last and pool_inputs.get(i) is pooled_from
+                )
+                self.feature_layer_ = order[i_feat][0]
+                self.features_from_input_ = True
+            # the leaf layers run between the features and the classifier, for messages
+            self.between_ = _leaf_names(order[i_feat + (not self.features_from_input_) : i_fc])
 
     def _check_head(self, images: torch.Tensor) -> None:
         feats, out = self._forward(images)
@@ -198,13 +222,15 @@ class CAMExtractor:
                 f"no GAP + linear head found: {what} do not fit ({k} channels vs "
                 f"in_features={fc.in_features}); pass feature_layer= and classifier="
             )
-        with torch.no_grad():
-            pooled = F.linear(feats.float().mean((2, 3)), fc.weight.float(), _bias(fc))
+        with torch.no_grad():  # the reference in float64: the model's rounding is all that differs
+            b = None if fc.bias is None else fc.bias.double()
+            pooled = F.linear(feats.double().mean((2, 3)), fc.weight.double(), b)
         if not _reproduces(out, pooled):
             raise ValueError(
                 f"no GAP + linear head found: averaging {what} does not reproduce the model's "
-                "logits; CAMs need logits = Linear(mean_hw(features)). Pass feature_layer= and "
-                "classifier= if the model has such a head"
+                f"logits{self._between()}; CAMs need logits = Linear(mean_hw(features)) (max, "
+                "avg+max, GeM and attention pooling admit no exact CAM). Pass feature_layer= "
+                "and classifier= if the model has such a head"
             )
         self._probe_head(images, what)
 
@@ -230,14 +256,19 @@ class CAMExtractor:
         with _hooks([fc.register_forward_hook(random_head)]):
             feats, out = self._forward(images)
         with torch.no_grad():
-            expect = F.linear(feats.float().mean((2, 3)), w.to(feats.device), b.to(feats.device))
+            dev = feats.device
+            expect = F.linear(feats.double().mean((2, 3)), w.to(dev).double(), b.to(dev).double())
         if not _reproduces(out, expect):
             raise ValueError(
                 f"no GAP + linear head found: with random weights in the classifier, {what} "
-                "do not give logits = Linear(mean_hw(features)) (the model's own head weights "
-                "only passed that check vacuously, e.g. all zero); pass feature_layer= and "
-                "classifier= if the model has such a head"
+                f"do not give logits = Linear(mean_hw(features)){self._between()} (the model's "
+                "own head weights only passed that check vacuously, e.g. all zero); pass "
+                "feature_layer= and classifier= if the model has such a head"
             )
+
+    def _between(self) -> str:
+        """'' or ', through <the layers run between the features and the classifier>'."""
+        return f" through {', '.join(self.between_[:4])}" if self.between_ else ""
 
     def _forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         store: dict[str, torch.Tensor] = {}
@@ -302,6 +333,7 @@ class CAMExtractor:
                 # a pair that failed its check is not kept: the next call detects again
                 self.feature_layer_, self.classifier_ = given
                 self.features_from_input_ = False
+                self.between_ = []
                 raise
         feats, logits = self._forward(x)
         fc = dict(self.model.named_modules())[self.classifier_]
@@ -320,15 +352,19 @@ class CAMExtractor:
         )
 
 
-def _bias(fc: nn.Linear) -> torch.Tensor | None:
-    return None if fc.bias is None else fc.bias.float()
+def _leaf_names(order: list[tuple[str, nn.Module, Any]]) -> list[str]:
+    """``'name' (Type)`` of each leaf module in a slice of the recorded forward order."""
+    return [f"{n!r} ({type(m).__name__})" for n, m, _ in order if next(m.children(), None) is None]
 
 
 def _reproduces(out: torch.Tensor, expect: torch.Tensor) -> bool:
-    """``out`` (the model's logits) equals ``expect`` (float32) up to the rounding of the
-    logits' dtype (1e-3, or 4 ulps for half types: bfloat16 logits differ by ~1e-2)."""
-    scale = float(out.float().abs().max()) + 1e-6
-    tol = max(1e-3, 4 * torch.finfo(out.dtype).eps) if out.is_floating_point() else 1e-3
-    return out.shape == expect.shape and torch.allclose(
-        expect, out.float(), rtol=tol, atol=tol * scale
-    )
+    """``out`` (the model's logits) equals ``expect`` (computed in float64) up to the rounding
+    of the logits' dtype: 1e-5 of the largest logit for float32 (true heads agree to ~2e-6; a
+    wrong layer that almost fits, such as a patch embedding under residual blocks scaled by
+    1e-4, is ~1e-3 off), 4 ulps for half types (bfloat16 logits differ by ~1e-2)."""
+    if out.shape != expect.shape:
+        return False
+    eps = torch.finfo(out.dtype).eps if out.is_floating_point() else 0.0
+    tol = max(1e-5, 4 * eps)
+    scale = float(out.double().abs().max()) + 1e-12
+    return bool(torch.allclose(expect.double(), out.double(), rtol=tol, atol=tol * scale))
