@@ -104,3 +104,26 @@ def test_subpackages_load_lazily():
         check=True,
     )
     assert out.stdout.split() == ["vgg16_gap", "CUB200"]
+
+
+def test_warnings_are_one_line(capsys, monkeypatch):
+    import warnings
+
+    import infocam.cli as cli
+    from infocam.errors import UnverifiedCheckpointWarning
+
+    def add_warn(sub):
+        p = sub.add_parser("warn")
+
+        def run(args):
+            message = "best.pt has no checksum: it loads unverified"
+            warnings.warn(message, UnverifiedCheckpointWarning, stacklevel=1)
+            return 0
+
+        p.set_defaults(func=run)
+
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, add_warn])
+    monkeypatch.delenv("INFOCAM_DEBUG", raising=False)
+    assert main(["warn"]) == 0
+    err = capsys.readouterr().err
+    assert err == "infocam: warning: best.pt has no checksum: it loads unverified\n"

@@ -52,7 +52,7 @@ def test_localize_writes_overlays_and_grid(files, capsys):
     assert main(["localize", *argv, "--region-padding", "centered"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cat_infocamplus.png exists already and 1 more" in err
-    assert "--overwrite" in err and single.read_bytes() == before
+    assert "overwrite replaces them" in err and single.read_bytes() == before
     assert main(["localize", *argv, "--region-padding", "centered", "--overwrite"]) == 0
     assert "infocam+ box [" in capsys.readouterr().out
 

@@ -305,7 +305,7 @@ LOCALIZE_CASES: list[Case] = [
     Case(
         "a second run into the same --out",
         (*_LOCALIZE, "--arch", "resnet18"),
-        "cat_grid.png exists already (from an earlier run?); pass overwrite=True (--overwrite)",
+        "cat_grid.png exists already (from an earlier run?); overwrite replaces them",
         _earlier_run,
         _earlier_run_kept,
     ),
@@ -429,7 +429,7 @@ TRAIN_CASES: list[Case] = [
         "train into a folder that holds a run",
         (*_TRAIN, "--seed", "1"),
         "run folder {d}/run is not empty (best.pt, last.pt, log.jsonl, results.json ...): "
-        "pass --resume",
+        "resume continues the run",
         _run,
         _run_unchanged,
     ),
@@ -450,14 +450,14 @@ TRAIN_CASES: list[Case] = [
     Case(
         "resume with another learning rate",
         (*_TRAIN, "--resume", "--lr", "0.01"),
-        "with other settings: --lr 0.002 -> 0.01",
+        "with other settings: lr 0.002 -> 0.01",
         _run,
         _run_unchanged,
     ),
     Case(
         "resume with more epochs, not accepted",
         (*_TRAIN, "--resume", "--epochs", "3"),
-        "--epochs 1 -> 3 (pass --change-epochs to accept it)",
+        "epochs 1 -> 3 (allow it with change_epochs)",
         _run,
         _run_unchanged,
     ),
@@ -489,14 +489,14 @@ TRAIN_CASES: list[Case] = [
     Case(
         "reproduce wsol into an output folder holding results",
         ("reproduce", "wsol", *_TINY[2:], "--out", "{d}/rw"),
-        "output folder {d}/rw is not empty (results.json): pass --resume",
+        "output folder {d}/rw is not empty (results.json): resume continues",
         _used_output_folder,
         _output_folder_unchanged,
     ),
     Case(
         "reproduce pc-softmax into an output folder holding results",
         ("reproduce", "pc-softmax", "--seeds", "1", "--epochs", "1", "--quiet", "--out", "{d}/rw"),
-        "output folder {d}/rw is not empty (results.json): pass --resume",
+        "output folder {d}/rw is not empty (results.json): resume continues",
         _used_output_folder,
         _output_folder_unchanged,
     ),

@@ -139,12 +139,12 @@ def test_claims_nest_within_one_thread_and_lock_the_pid(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"lr": 0.05}, "--lr 0.02 -> 0.05"),
-        ({"batch_size": 32}, "--batch-size 16 -> 32"),
-        ({"seed": 3}, "--seed 0 -> 3"),
-        ({"schedule": "cosine"}, "--schedule 'constant' -> 'cosine'"),
-        ({"epochs": 3}, "--epochs 2 -> 3 (pass --change-epochs to accept it)"),
-        ({"epochs": 1, "change_epochs": True}, "--epochs 2 -> 1 (it has already trained 2"),
+        ({"lr": 0.05}, "lr 0.02 -> 0.05"),
+        ({"batch_size": 32}, "batch_size 16 -> 32"),
+        ({"seed": 3}, "seed 0 -> 3"),
+        ({"schedule": "cosine"}, "schedule 'constant' -> 'cosine'"),
+        ({"epochs": 3}, "epochs 2 -> 3 (allow it with change_epochs)"),
+        ({"epochs": 1, "change_epochs": True}, "epochs 2 -> 1 (it has already trained 2"),
     ],
 )
 def test_resume_with_other_settings_is_refused_naming_them(tmp_path, change, message):

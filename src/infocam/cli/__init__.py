@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from infocam import __version__
+from infocam.cli._args import one_line_warnings
 from infocam.cli.localize import _add_localize
 from infocam.cli.mi import _add_mi, _add_reproduce_mi
 from infocam.cli.pc_softmax import _add_pc_softmax
@@ -94,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.environ.get("INFOCAM_DEBUG"):
         return int(func(args) or 0)
     try:
-        return int(func(args) or 0)
+        with one_line_warnings():  # e.g. a checkpoint from before checksums: loads unverified
+            return int(func(args) or 0)
     except KeyboardInterrupt as exc:  # also TrainingInterrupted, whose message names the checkpoint
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "interrupted"
         if getattr(exc, "checkpoint", None) is not None:  # TrainingInterrupted, saved

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -240,3 +244,20 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     values = {k: v for k, v in vars(args).items() if k in names}
     values.update(overrides)
     return TrainConfig(**values)
+
+
+@contextmanager
+def one_line_warnings(always: bool = False) -> Iterator[None]:
+    """Show warnings as one line on stderr, ``infocam: warning: <message>`` (Python's form is
+    two lines, the second a line of library source). ``always``: repeat a UserWarning each
+    time it is raised (one per image, say), not once per place in the code."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message).strip().splitlines()
+        print(f"infocam: warning: {text[0] if text else category.__name__}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        if always:
+            warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = show
+        yield

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from infocam.cam import METHODS
 from infocam.cli._args import (
@@ -16,6 +13,7 @@ from infocam.cli._args import (
     _class_index,
     _fraction,
     _positive_int,
+    one_line_warnings,
 )
 
 
@@ -81,21 +79,8 @@ def _imagenet_categories(model) -> list[str]:
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-@contextmanager
-def _one_line_warnings() -> Iterator[None]:
-    """Show library warnings (a float image min-max rescaled, ...) as one line on stderr."""
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"infocam: warning: {message}", file=sys.stderr, flush=True)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", UserWarning)
-        warnings.showwarning = show
-        yield
-
-
 def _run_localize(args: argparse.Namespace) -> int:
-    with _one_line_warnings():  # e.g. PIL's DecompressionBombWarning while checking images
+    with one_line_warnings(always=True):  # e.g. PIL's DecompressionBombWarning, per image
         return _localize(args)
 
 

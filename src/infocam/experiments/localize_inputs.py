@@ -207,7 +207,7 @@ def check_localize_inputs(
         if f.resolve() in inputs:  # even with overwrite: it would destroy an image to read
             raise ValueError(
                 f"{f} is an input image and would be an output of this run; choose another "
-                "output folder (or --summary name)"
+                "output folder (or summary file name)"
             )
     if not overwrite:
         # Never replace an earlier run's results unasked (the same rule as `infocam train`).
@@ -215,8 +215,8 @@ def check_localize_inputs(
         if existing:
             more = f" and {len(existing) - 1} more file(s)" if len(existing) > 1 else ""
             raise ValueError(
-                f"{existing[0]} exists already{more} (from an earlier run?); pass overwrite=True "
-                "(--overwrite) to replace them, or choose another output folder"
+                f"{existing[0]} exists already{more} (from an earlier run?); overwrite "
+                "replaces them, or choose another output folder"
             )
     return files
 

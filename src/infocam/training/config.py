@@ -104,8 +104,8 @@ class TrainConfig:
             raise ValueError("resume=True needs out (the run folder holding last.pt)")
         if self.overwrite and self.resume not in (False, None):
             raise ValueError(
-                "overwrite and resume exclude each other (--overwrite replaces the run in the "
-                "folder, --resume continues it); got both"
+                "overwrite and resume exclude each other (overwrite replaces the run in the "
+                "folder, resume continues it); got both"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,12 +132,8 @@ _FIXED_ON_RESUME = (
 )
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def resume_conflicts(saved: dict[str, Any], config: TrainConfig) -> list[str]:
-    """``"--name old -> new"`` for each setting in which ``config`` differs from the ``saved``
+    """``"name old -> new"`` for each setting in which ``config`` differs from the ``saved``
     config of the run it would continue (``epochs`` is not compared: see :func:`fit`).
 
     ``momentum`` counts only for SGD, ``lr_step`` / ``lr_gamma`` only for the step schedule.
@@ -153,5 +149,5 @@ def resume_conflicts(saved: dict[str, Any], config: TrainConfig) -> list[str]:
         if name in ("lr_step", "lr_gamma") and now["schedule"] != "step":
             continue
         if saved[name] != now[name]:
-            out.append(f"{_flag(name)} {saved[name]!r} -> {now[name]!r}")
+            out.append(f"{name} {saved[name]!r} -> {now[name]!r}")
     return out

@@ -180,17 +180,17 @@ class RunCheckpoints:
         old = saved.get("epochs")
         if isinstance(old, int) and old != cfg.epochs:
             started = int(ckpt["epoch"]) + (1 if int(ckpt["batch"]) > 0 else 0)
-            change = f"--epochs {old} -> {cfg.epochs}"
+            change = f"epochs {old} -> {cfg.epochs}"
             if cfg.epochs < started:
                 conflicts.append(f"{change} (it has already trained {started} epoch(s))")
             elif not cfg.change_epochs:
-                conflicts.append(f"{change} (pass --change-epochs to accept it)")
+                conflicts.append(f"{change} (allow it with change_epochs)")
             elif self.custom_scheduler:
                 conflicts.append(f"{change} (a scheduler passed to fit cannot be re-planned)")
         if conflicts:
             raise CheckpointError(
                 f"cannot resume {path} with other settings: {'; '.join(conflicts)}. Use the "
-                "run's settings, or start a new run (--overwrite, or another --out)"
+                "run's settings, or start a new run (overwrite, or another folder)"
             )
         return old if isinstance(old, int) else None
 
@@ -203,7 +203,7 @@ class RunCheckpoints:
         the cosine of the new length (a jump from the old curve, logged and printed).
         """
         cfg = self.config
-        note = f"--epochs {saved_epochs} -> {cfg.epochs}"
+        note = f"epochs {saved_epochs} -> {cfg.epochs}"
         if cfg.schedule == "cosine" and isinstance(
             self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR
         ):

@@ -99,7 +99,7 @@ def _lock(folder: Path, what: str) -> int | None:
                 raise
             raise RunFolderError(
                 f"{what} {folder} is in use by another run (pid {holder or '?'}, lock file "
-                f"{path}); wait for it to finish, or choose another --out"
+                f"{path}); wait for it to finish, or choose another folder"
             ) from None
         # A finishing run removes the file it locked: ours must still be the one at ``path``.
         try:
@@ -143,6 +143,6 @@ def _check_contents(
     if found:
         shown = ", ".join(found[:_MAX_LISTED]) + (" ..." if len(found) > _MAX_LISTED else "")
         raise RunFolderError(
-            f"{what} {folder} is not empty ({shown}): pass --resume to continue the run in it, "
-            "--overwrite to replace it, or choose another --out"
+            f"{what} {folder} is not empty ({shown}): resume continues the run in it, "
+            "overwrite replaces it; or choose another folder"
         )

@@ -148,14 +148,14 @@ def _check_reusable(saved: dict[str, Any], cfg: TrainConfig, train_size: int, pa
     old = saved.get("config") if isinstance(saved.get("config"), dict) else {}
     changed = resume_conflicts(old, cfg)
     if "epochs" in old and old["epochs"] != cfg.epochs:
-        changed.append(f"--epochs {old['epochs']} -> {cfg.epochs}")
+        changed.append(f"epochs {old['epochs']} -> {cfg.epochs}")
     if "train_size" in saved and saved["train_size"] != train_size:
         changed.append(f"training set {saved['train_size']} -> {train_size} samples")
     if changed:
         raise CheckpointError(
             f"cannot resume with {path}, a training finished with other settings: "
-            f"{'; '.join(changed)}. Use its settings, or start anew (--overwrite, or another "
-            "--out)"
+            f"{'; '.join(changed)}. Use its settings, or start anew (overwrite, or another "
+            "folder)"
         )
 
 

@@ -143,7 +143,7 @@ class WSOLRun:
                 raise ValueError(
                     f"cannot resume the run in {folder} with other settings: "
                     f"{'; '.join(changed)}. Use the run's settings, or start a new run "
-                    "(--overwrite, or another --out)"
+                    "(overwrite, or another folder)"
                 )
         folder.mkdir(parents=True, exist_ok=True)
         write_json(self.__dict__, folder / RUN_FILE)
