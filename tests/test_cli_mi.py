@@ -65,7 +65,13 @@ def test_mi_bias_correction_prints_both_and_keeps_the_plain_value(csv_file, caps
     assert corrected["method"]["bias_correction"] == "learning_curve"
     text = [a for a in args if a != "--json"]
     assert main([*text, "--bias-correction", "learning_curve"]) == 0
-    assert "plain held-out (a lower bound)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "plain held-out estimate (a lower bound in expectation)" in out
+    assert "covers the bias-corrected estimate's expectation, not I(X;Y)" in out
+    assert corrected["estimate_kind"] == "bias-corrected (learning curve)"
+    assert corrected["ci95_covers"].startswith("the expectation of the bias-corrected")
+    # The one-sided bound always comes from the plain held-out estimate.
+    assert corrected["lower_confidence_bound95_nat"] == plain["lower_confidence_bound95_nat"]
     with pytest.raises(SystemExit) as exit_info:  # argparse: one line, exit 2
         main([*args, "--bias-correction", "jackknife"])
     assert exit_info.value.code == 2
@@ -460,3 +466,38 @@ def test_reproduce_mi_figure_that_fails_half_written_keeps_the_previous_one(
     assert f"{out / 'mi_table.png'}: could not write (No space left on device)" in err
     assert (out / "mi_table.png").read_bytes() == before["mi_table.png"]
     assert sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+def test_api_and_cli_share_one_default_number_of_folds(capsys):
+    """Issue 18: ``ClassifierMIEstimator()`` held out one 20% split (cv=None) while
+    ``infocam mi`` cross-fitted 5 folds; the same data gave two different answers."""
+    import argparse
+    import inspect
+
+    from infocam import ClassifierMIEstimator
+    from infocam.cli.mi import _add_mi
+    from infocam.experiments.mi_file import measure_file
+
+    api = ClassifierMIEstimator().cv
+    parser = argparse.ArgumentParser()
+    _add_mi(parser.add_subparsers())
+    cli = parser.parse_args(["mi", "data.csv", "--label", "y"]).cv
+    assert api == cli == inspect.signature(measure_file).parameters["cv"].default == 5
+
+
+def test_mi_says_what_each_number_covers(csv_file, capsys):
+    """Issue 18: the interval is for the held-out estimate's expectation, not I(X;Y); the
+    one-sided 95% lower confidence bound (value - 1.645 stderr) is for I(X;Y)."""
+    args = ["mi", str(csv_file), "--label", "label", *TINY]
+    assert main([*args, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["estimate_kind"] == "held-out" and "not I(X;Y)" in r["ci95_covers"]
+    want = r["lower_bound_nat"] - 1.6448536 * r["lower_bound_stderr_nat"]
+    assert r["lower_confidence_bound95_nat"] == pytest.approx(want, abs=1e-6)
+    assert r["lower_confidence_bound95_covers"].startswith("I(X;Y): a one-sided lower")
+    assert r["ci95_nat"][0] < r["lower_confidence_bound95_nat"] < r["mi_nat"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "covers the held-out estimate's expectation, not I(X;Y)" in out
+    assert f"I(X;Y)  >= {r['lower_confidence_bound95_nat']:.4f} nat   one-sided 95% lower" in out
+    assert "95% CI" not in out

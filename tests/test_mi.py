@@ -123,3 +123,23 @@ def test_bad_targets_and_shapes():
         infocam.pointwise_mi(logits, torch.zeros(5, dtype=torch.long), softmax="plain")
     with pytest.raises(ValueError, match="prior"):
         infocam.pointwise_mi(logits, torch.zeros(5, dtype=torch.long), [0.5, 0.5])
+
+
+def test_mi_estimate_says_what_each_number_covers():
+    """Issue 18: a one-sided lower confidence bound for I(X;Y) from the plain held-out
+    estimate, and a two-sided interval labelled as one for the estimate's expectation."""
+    from infocam.mi.estimate import CORRECTED_INTERVAL_COVERS, INTERVAL_COVERS
+
+    e = infocam.MIEstimate(0.5, 0.01, 1000)
+    assert e.lower_confidence_bound() == pytest.approx(0.5 - 1.6448536 * 0.01, abs=1e-9)
+    assert e.lower_confidence_bound(0.5) == pytest.approx(0.5)
+    assert e.interval()[0] < e.lower_confidence_bound() < e.value
+    assert e.interval_covers == INTERVAL_COVERS and "not I(X;Y)" in INTERVAL_COVERS
+    assert str(e) == "0.500 ± 0.010 nat (n=1000)" and not e.corrected  # unchanged form
+    assert e.as_dict() == {"value": 0.5, "stderr": 0.01, "n": 1000, "unit": "nat"}
+    c = infocam.MIEstimate(0.5, 0.01, 1000, corrected=True)
+    assert c.to("bit").corrected and c.interval_covers == CORRECTED_INTERVAL_COVERS
+    with pytest.raises(ValueError, match=r"bias-corrected.*lower_bound_"):
+        c.lower_confidence_bound()
+    with pytest.raises(ValueError, match="level must be in"):
+        e.lower_confidence_bound(1.0)

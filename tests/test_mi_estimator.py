@@ -211,13 +211,13 @@ def test_bad_input_errors():
     bad(x, y.double(), "integer class indices", TypeError)
     y_rare = y.clone()
     y_rare[:3] = 2  # class 2 has 3 samples: 1 in test, fewer than 2 in the validation split
-    bad(x, y_rare, "class 2 has 1 sample")
+    bad(x, y_rare, "class 2 has 1 sample", cv=None)
     bad(x, y, "softmax must be", softmax="logistic")
     bad(x, y, "cv must be", cv=1)
     bad(x, y, "val_fraction", val_fraction=1.5)
     bad(x, y, "lr_schedule must be", lr_schedule="step")
     with pytest.raises(ValueError, match="test_fraction"):
-        ClassifierMIEstimator(**FAST).fit_estimate(x, y, test_fraction=0.0)
+        ClassifierMIEstimator(cv=None, **FAST).fit_estimate(x, y, test_fraction=0.0)
     with pytest.raises(ValueError, match="X must be 2-D"):
         ClassifierMIEstimator(**FAST).fit(torch.zeros(10, 2, 2), y[:10])
     with pytest.raises(RuntimeError, match="not fitted"):
@@ -349,6 +349,9 @@ def test_learning_curve_correction_is_the_richardson_extrapolation(three_gaussia
     torch.testing.assert_close(est.pointwise_mi(xt, yt), want, rtol=1e-5, atol=1e-5)
     assert est.estimate(xt, yt).value == pytest.approx(float(want.mean()), abs=1e-5)
     assert est.estimate(xt, yt, corrected=False).value == pytest.approx(float(plain.mean()))
+    assert est.estimate(xt, yt).corrected and not est.estimate(xt, yt, corrected=False).corrected
+    with pytest.raises(ValueError, match="bias-corrected"):
+        est.estimate(xt, yt).lower_confidence_bound()
     again = ClassifierMIEstimator(bias_correction="learning_curve", random_state=1, **FAST)
     assert torch.equal(again.fit(x, y).pointwise_mi(xt, yt), est.pointwise_mi(xt, yt))
 
@@ -442,7 +445,7 @@ def _rare_class_data(n_rare: int) -> tuple[torch.Tensor, torch.Tensor]:
             "the validation split",
         ),
         ({"cv": 5, "bias_correction": "learning_curve"}, None, 10, "a cross-fitting fold"),
-        ({}, 0.2, 10, "the (test|validation) split"),
+        ({"cv": None}, 0.2, 10, "the (test|validation) split"),
         ({}, False, 8, "the validation split"),  # fit(): no test split
     ],
 )

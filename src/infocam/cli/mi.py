@@ -7,7 +7,7 @@ import os
 
 from infocam.cli._args import _THREADS_HELP, _int_list, _set_threads
 from infocam.mi.estimate import SOFTMAX_KINDS
-from infocam.mi.estimator import BIAS_CORRECTIONS
+from infocam.mi.estimator import BIAS_CORRECTIONS, DEFAULT_CV
 
 
 def _add_bias_correction(p: argparse.ArgumentParser, default: str, help: str) -> None:
@@ -32,7 +32,13 @@ def _add_mi(sub: argparse._SubParsersAction) -> None:
         help="comma-separated feature columns/arrays (default: all others)",
     )
     p.add_argument("--softmax", choices=SOFTMAX_KINDS, default="pc")
-    p.add_argument("--cv", type=int, default=5, help="cross-fitting folds; 0 = one 20%% split")
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=DEFAULT_CV,
+        help=f"cross-fitting folds (default {DEFAULT_CV}, as ClassifierMIEstimator); "
+        "0 = one 20%% split",
+    )
     p.add_argument(
         "--hidden",
         type=_int_list,

@@ -13,6 +13,9 @@ from infocam._validation import ArrayLike, as_tensor, check_device, check_finite
 from infocam.mi.estimate import SOFTMAX_KINDS
 
 BIAS_CORRECTIONS = (None, "learning_curve")
+# Cross-fitting folds by default, for the API and ``infocam mi`` alike (why: the estimator's
+# docstring; measured in docs/measuring-information.md).
+DEFAULT_CV = 5
 ESTIMATOR_PARAMS = (
     "softmax",
     "hidden",

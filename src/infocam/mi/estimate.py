@@ -22,6 +22,9 @@ from infocam._validation import (
 from infocam.softmax import log_pc_softmax
 
 __all__ = [
+    "CORRECTED_INTERVAL_COVERS",
+    "INTERVAL_COVERS",
+    "LOWER_BOUND_COVERS",
     "MIEstimate",
     "NonFiniteEstimateError",
     "estimate_from_pmi",
@@ -35,18 +38,43 @@ SoftmaxKind = Literal["pc", "softmax"]
 Unit = Literal["nat", "bit"]
 
 
+# What each printed number covers (the CLI, ``--json`` and the docs use these words).
+INTERVAL_COVERS = (
+    "the expectation of the held-out cross-entropy estimate, not I(X;Y): I(X;Y) lies above it "
+    "by the classifier's excess cross-entropy, which the interval does not see"
+)
+CORRECTED_INTERVAL_COVERS = (
+    "the expectation of the bias-corrected (learning-curve) estimate; it covers I(X;Y) only "
+    "as far as the correction removes the classifier's excess cross-entropy"
+)
+LOWER_BOUND_COVERS = (
+    "I(X;Y): a one-sided lower confidence bound, the plain held-out estimate - z * stderr; "
+    "valid because that estimate is a lower bound on I(X;Y) in expectation"
+)
+
+
 @dataclass(frozen=True)
 class MIEstimate:
     """A mutual-information estimate: ``value ± stderr`` over ``n`` samples, in ``unit``.
 
     ``stderr`` is the sample standard deviation of the point-wise values divided by
     ``sqrt(n)``. ``str()`` gives e.g. ``1.531 ± 0.004 nat (n=60000)``.
+
+    What the error bars cover: :meth:`interval` is a two-sided interval for the
+    *expectation of this estimator* (for a held-out estimate, the held-out cross-entropy
+    estimate), not for ``I(X; Y)``: a classifier's held-out estimate falls short of the truth
+    by its excess cross-entropy, a bias the standard error does not see.
+    :meth:`lower_confidence_bound` is a one-sided bound for ``I(X; Y)`` itself, valid for the
+    plain held-out estimate (a lower bound in expectation). ``corrected=True`` marks a
+    bias-corrected value (e.g. ``bias_correction="learning_curve"``), which is no lower bound:
+    it has no :meth:`lower_confidence_bound`.
     """
 
     value: float
     stderr: float
     n: int
     unit: str = "nat"
+    corrected: bool = False
 
     def __post_init__(self) -> None:
         check_unit(self.unit)
@@ -57,14 +85,39 @@ class MIEstimate:
         if unit == self.unit:
             return self
         factor = 1.0 / _NATS_PER_BIT if unit == "bit" else _NATS_PER_BIT
-        return MIEstimate(self.value * factor, self.stderr * factor, self.n, unit)
+        return MIEstimate(self.value * factor, self.stderr * factor, self.n, unit, self.corrected)
 
     def interval(self, level: float = 0.95) -> tuple[float, float]:
-        """Normal-approximation confidence interval ``value ± z * stderr``."""
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level must be in (0, 1); got {level}")
-        z = math.sqrt(2.0) * _erfinv(level)
+        """Normal-approximation confidence interval ``value ± z * stderr`` (z = 1.960 at 0.95).
+
+        It covers the *expectation of this estimate* (``interval_covers``), not ``I(X; Y)``:
+        the held-out estimate is short of the truth by the classifier's excess cross-entropy.
+        """
+        z = math.sqrt(2.0) * _erfinv(_check_level(level))
         return (self.value - z * self.stderr, self.value + z * self.stderr)
+
+    @property
+    def interval_covers(self) -> str:
+        """What :meth:`interval` covers, in words."""
+        return CORRECTED_INTERVAL_COVERS if self.corrected else INTERVAL_COVERS
+
+    def lower_confidence_bound(self, level: float = 0.95) -> float:
+        """One-sided lower confidence bound for ``I(X; Y)``: ``value - z * stderr`` with
+        ``z`` the ``level`` quantile of the standard normal (1.645 at 0.95).
+
+        Valid for a plain held-out estimate: its expectation is at most ``I(X; Y)`` (the
+        classifier's excess cross-entropy is >= 0), so ``P(bound <= I) >= P(bound <= E value)
+        ~ level``; the excess loss only adds to the coverage. A bias-corrected estimate
+        (``corrected=True``) is no lower bound in expectation, so it is refused: take the plain
+        one (``ClassifierMIEstimator.lower_bound_``).
+        """
+        level = _check_level(level)
+        if self.corrected:
+            raise ValueError(
+                "lower_confidence_bound needs the plain held-out estimate (a lower bound in "
+                "expectation); got a bias-corrected one: use the estimator's lower_bound_"
+            )
+        return self.value - math.sqrt(2.0) * _erfinv(2.0 * level - 1.0) * self.stderr
 
     def as_dict(self) -> dict[str, Any]:
         return {"value": self.value, "stderr": self.stderr, "n": self.n, "unit": self.unit}
@@ -76,6 +129,12 @@ class MIEstimate:
         if not spec:
             return str(self)
         return f"{format(self.value, spec)} ± {format(self.stderr, spec)} {self.unit} (n={self.n})"
+
+
+def _check_level(level: float) -> float:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    return level
 
 
 def _erfinv(x: float) -> float:

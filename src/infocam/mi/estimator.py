@@ -8,6 +8,7 @@ The members are trained together by :mod:`infocam.mi._stacked` on the stratified
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import secrets
 from collections.abc import Iterator, Sequence
@@ -16,7 +17,7 @@ from typing import Any, Literal
 import torch
 
 from infocam._validation import ArrayLike, as_tensor, check_device, check_integer_labels, check_unit
-from infocam.mi._params import BIAS_CORRECTIONS, EstimatorParams, as_features
+from infocam.mi._params import BIAS_CORRECTIONS, DEFAULT_CV, EstimatorParams, as_features
 from infocam.mi._posteriors import FittedPosteriors
 from infocam.mi._scale import robust_centre_scale
 from infocam.mi._splits import (
@@ -29,7 +30,7 @@ from infocam.mi._splits import (
 from infocam.mi._stacked import fit_stacked, member_temperatures, select_features
 from infocam.mi.estimate import MIEstimate, SoftmaxKind, Unit, estimate_from_pmi
 
-__all__ = ["BIAS_CORRECTIONS", "ClassifierMIEstimator"]
+__all__ = ["BIAS_CORRECTIONS", "DEFAULT_CV", "ClassifierMIEstimator"]
 
 _HELD_OUT = "the held-out data"
 _DIVERGED = (
@@ -83,6 +84,13 @@ class ClassifierMIEstimator(EstimatorParams, FittedPosteriors):
     * ``fit_estimate`` with ``cv=K`` cross-fits: K stratified folds, every sample's PMI comes
       from members that never saw it, so all N samples are used to estimate (``stderr``
       shrinks by ``sqrt(1/test_fraction)``) and each member still trains on (K-1)/K of them.
+      ``cv=5`` is the default, the same as ``infocam mi``'s ``--cv 5``, because it is the
+      better estimate for the same data: the standard error is about ``sqrt(5)`` times
+      smaller and each member trains on 80% of the rows (not 64%), so the shortfall is
+      smaller too; it costs about 5 times the compute of ``cv=None`` (one stratified
+      ``test_fraction`` held out, the quick look; ``--cv 0`` on the command line). Measured
+      on two classes N((+-1, 0), I) in 2-D (one informative input), n = 20,000, truth
+      0.3368 nat: see ``docs/measuring-information.md``. ``fit()`` ignores ``cv``.
 
     ``random_state`` seeds every split and initialisation: same seed, same numbers (on CPU).
     ``None`` draws a fresh seed for each fit, as in scikit-learn; it is kept in ``seed_``.
@@ -125,7 +133,7 @@ class ClassifierMIEstimator(EstimatorParams, FittedPosteriors):
         softmax: SoftmaxKind = "pc",
         hidden: Sequence[int] = (100, 100, 100),
         *,
-        cv: int | None = None,
+        cv: int | None = DEFAULT_CV,
         n_ensemble: int = 1,
         temperature: bool = False,
         lr: float = 1e-3,
@@ -403,7 +411,8 @@ class ClassifierMIEstimator(EstimatorParams, FittedPosteriors):
         check_unit(unit)
         pmi = self.pointwise_mi(X, y, corrected=corrected)
         groups = copy_groups(as_features(X, device=torch.device("cpu")))  # copies: one draw
-        return estimate_from_pmi(pmi, unit, _HELD_OUT, groups, cause=_DIVERGED)
+        est = estimate_from_pmi(pmi, unit, _HELD_OUT, groups, cause=_DIVERGED)
+        return dataclasses.replace(est, corrected=corrected and self.bias_correction is not None)
 
     def fit_estimate(
         self, X: ArrayLike, y: ArrayLike, test_fraction: float = 0.2, unit: Unit = "nat"
@@ -472,6 +481,7 @@ class ClassifierMIEstimator(EstimatorParams, FittedPosteriors):
             plain[scored], unit, _HELD_OUT, groups, cause=_DIVERGED
         )
         estimate = estimate_from_pmi(self.pointwise_, unit, _HELD_OUT, groups, cause=_DIVERGED)
+        estimate = dataclasses.replace(estimate, corrected=self.bias_correction is not None)
         if self.bias_correction is not None and len(folds) > 1:
             # The correction adds the twins' training noise, which the per-sample spread does
             # not see: take the random-effects (DerSimonian-Laird) standard error over folds,
@@ -481,6 +491,6 @@ class ClassifierMIEstimator(EstimatorParams, FittedPosteriors):
                                       for f in range(len(folds))])  # fmt: skip
             between = float(fold_means.std(unbiased=True)) / math.sqrt(len(folds))
             between = MIEstimate(0.0, between, n, "nat").to(unit).stderr
-            estimate = MIEstimate(estimate.value, max(estimate.stderr, between), n, unit)
+            estimate = dataclasses.replace(estimate, stderr=max(estimate.stderr, between))
         self.estimate_ = estimate
         return self.estimate_
