@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/training_epoch.py
 	$(BIN)/python benchmarks/cam_pipeline.py --quick
 	$(BIN)/python benchmarks/mi_peers.py
+	$(BIN)/python benchmarks/mi_coverage.py --quick --jobs 2
 	$(BIN)/python benchmarks/render_docs.py
 
 clean-venv:

@@ -9,8 +9,9 @@ relative to the repository root:
 
 Sources: ``loss_overhead.json``, ``training_epoch.json`` and ``cam_pipeline.json`` are rendered
 as tables with a "how measured" line taken from the file itself; a ``.md`` file (the tables
-``mi_peers.py``, ``mi_ablation.py`` and ``mi_small_n.py`` write) is copied in as it is; the
-folder ``benchmarks/results`` itself renders the summary table of every result file present.
+``mi_peers.py``, ``mi_ablation.py``, ``mi_small_n.py`` and ``mi_coverage.py`` write) is copied
+in as it is; the folder ``benchmarks/results`` itself renders the summary table of every result
+file present.
 A block whose source file is missing is left as it is and named on stderr.
 
 Run: ``python benchmarks/render_docs.py [--check] [--root DIR] [PAGE ...]`` (default: every
@@ -199,7 +200,7 @@ def _headline(results: Path) -> list[list[str]]:
                 for k, v in spans.items()
             )
         rows.append(["`cam_pipeline.py`", text])
-    for name in ("mi_peers", "mi_ablation", "mi_small_n_1000"):
+    for name in ("mi_peers", "mi_ablation", "mi_small_n_1000", "mi_coverage"):
         if (results / f"{name}.md").exists():
             rows.append([f"`{name.split('_1000')[0]}.py`", f"table in `{RESULTS}/{name}.md`"])
     return rows
