@@ -183,7 +183,7 @@ def test_masks_are_the_digit_pixels_clutter_is_background(tmp_path, mnist):
     for i in range(3):  # the box is the mask's tight box
         ys, xs = np.nonzero(noisy.masks[i].numpy())
         assert noisy.boxes[i].tolist() == [xs.min(), ys.min(), xs.max(), ys.max()]
-    image, label, boxes, mask = noisy[5]
+    *_, mask = noisy[5]
     assert mask.dtype == torch.uint8 and torch.equal(mask.bool(), noisy.masks[5])
     assert len(clean[5]) == 3  # without with_masks, items stay (image, label, boxes)
     cached = ClutteredDigits(split="test", seed=3, data=mnist, cache_dir=tmp_path, **SMALL)
