@@ -1,10 +1,11 @@
-"""A faithful re-statement of clovaai/wsolevaluation's MaxBoxAccV2 per-image loop.
+"""A faithful re-statement of clovaai/wsolevaluation's MaxBoxAccV2 per-image loop (and PxAP).
 
 Written from ``evaluation.py`` (``compute_bboxes_from_scoremaps``, ``calculate_multiple_iou``,
 ``BoxEvaluator.accumulate`` / ``compute``) of https://github.com/clovaai/wsolevaluation, with
 the same operations in the same order: one ``cv2.threshold`` + ``cv2.findContours`` +
 ``boundingRect`` per CAM threshold, per image. Used by ``benchmarks/cam_pipeline.py`` (as the
-speed baseline) and ``tests/test_maxboxacc.py`` (as the oracle for equal scores).
+speed baseline) and ``tests/test_maxboxacc.py`` (as the oracle for equal scores);
+``ReferenceMaskEvaluator`` restates ``MaskEvaluator`` (PxAP) for ``tests/test_pxap.py``.
 """
 
 from __future__ import annotations
@@ -86,3 +87,41 @@ class ReferenceBoxEvaluator:
         for t, b in zip(self.iou_thresholds, best, strict=True):
             out[f"MaxBoxAcc@{t:g}"] = float(b)
         return out
+
+
+class ReferenceMaskEvaluator:
+    """wsolevaluation's ``MaskEvaluator`` (PxAP): ``accumulate(scoremap, mask)`` / ``compute``.
+
+    ``mask`` is ``get_mask``'s encoding: 1 foreground, 0 background, 255 ignored.
+    """
+
+    def __init__(self, cam_curve_interval: float = 0.01):
+        self.cam_threshold_list = list(np.arange(0, 1, cam_curve_interval))
+        self.num_bins = len(self.cam_threshold_list) + 2
+        self.threshold_list_right_edge = np.append(self.cam_threshold_list, [1.0, 2.0, 3.0])
+        self.gt_true_score_hist = np.zeros(self.num_bins, dtype=np.float64)
+        self.gt_false_score_hist = np.zeros(self.num_bins, dtype=np.float64)
+
+    def accumulate(self, scoremap: np.ndarray, gt_mask: np.ndarray) -> None:
+        gt_true_scores = scoremap[gt_mask == 1]
+        gt_false_scores = scoremap[gt_mask == 0]
+        gt_true_hist, _ = np.histogram(gt_true_scores, bins=self.threshold_list_right_edge)
+        self.gt_true_score_hist += gt_true_hist.astype(np.float64)
+        gt_false_hist, _ = np.histogram(gt_false_scores, bins=self.threshold_list_right_edge)
+        self.gt_false_score_hist += gt_false_hist.astype(np.float64)
+
+    def compute(self) -> float:
+        num_gt_true = self.gt_true_score_hist.sum()
+        tp = self.gt_true_score_hist[::-1].cumsum()
+        fn = num_gt_true - tp
+        fp = self.gt_false_score_hist[::-1].cumsum()
+        if ((tp + fn) <= 0).all():
+            raise RuntimeError("No positive ground truth in the eval set.")
+        if ((tp + fp) <= 0).all():
+            raise RuntimeError("No positive prediction in the eval set.")
+        non_zero_indices = (tp + fp) != 0
+        with np.errstate(invalid="ignore"):
+            precision = tp / (tp + fp)
+        recall = tp / (tp + fn)
+        auc = (precision[1:] * np.diff(recall))[non_zero_indices[1:]].sum()
+        return auc * 100

@@ -36,6 +36,7 @@ def test_reproduce_on_dataset_fixtures(dataset, tmp_path, capsys):
     assert saved["protocol"]["n"]["val"] + saved["protocol"]["n"]["test"] == 12
     run = saved["runs"][0]
     assert run["test"]["cam"]["n"] == saved["protocol"]["n"]["test"]
+    assert "PxAP" not in run["test"]["cam"]  # no masks in this data set
     assert (out / "figure.png").is_file() and (out / "table.md").is_file()
     # the paper's values appear only for its backbones: ours get "-"
     assert "| - | - | - | - |" in (out / "table.md").read_text()
@@ -56,8 +57,11 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert main(argv) == 0
     assert "best epoch 1" in capsys.readouterr().out
     assert main(["evaluate", str(run), "--regions", "1", "--thresholds", "0.2", "--quiet"]) == 0
-    assert "| small_gap_cnn | infoCAM+ |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| small_gap_cnn | infoCAM+ |" in printed and "| MaxBoxAccV2 | PxAP |" in printed
     res = json.loads((run / "eval" / "results.json").read_text())
+    for m in ("cam", "infocam", "infocam+"):  # the cluttered digits' masks give PxAP
+        assert 0.0 < res["test"][m]["PxAP"] <= 100.0
     assert res["settings"]["cam"] == {
         "region": 1,
         "threshold": 0.2,

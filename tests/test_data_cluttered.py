@@ -168,3 +168,30 @@ def test_patch_rendering_matches_whole_canvas_reference(mnist):
     )
     want = _reference_render(pool, 30, seed=9, **kw)
     assert torch.equal(got, want)
+
+
+def test_masks_are_the_digit_pixels_clutter_is_background(tmp_path, mnist):
+    clean = ClutteredDigits(split="test", seed=3, n_clutter=0, data=mnist, **SMALL)
+    noisy = ClutteredDigits(
+        split="test", seed=3, data=mnist, with_masks=True, cache_dir=tmp_path, **SMALL
+    )
+    assert noisy.masks.dtype == torch.bool and noisy.masks.shape == (48, 64, 64)
+    # the mask is the digit's own pixels (all there is on a clean canvas), clutter or not
+    assert torch.equal(clean.masks, clean.images > 0)
+    assert torch.equal(noisy.masks, clean.masks)
+    assert bool(((noisy.images > 0) & ~noisy.masks).any())  # clutter pixels: background
+    for i in range(3):  # the box is the mask's tight box
+        ys, xs = np.nonzero(noisy.masks[i].numpy())
+        assert noisy.boxes[i].tolist() == [xs.min(), ys.min(), xs.max(), ys.max()]
+    *_, mask = noisy[5]
+    assert mask.dtype == torch.uint8 and torch.equal(mask.bool(), noisy.masks[5])
+    assert len(clean[5]) == 3  # without with_masks, items stay (image, label, boxes)
+    cached = ClutteredDigits(split="test", seed=3, data=mnist, cache_dir=tmp_path, **SMALL)
+    assert torch.equal(cached.masks, noisy.masks)  # read back from the packed cache
+    resized = ClutteredDigits(
+        split="test", seed=3, data=mnist, with_masks=True, transform=Resize(32), **SMALL
+    )
+    with pytest.raises(ValueError, match="with_masks needs a transform that keeps"):
+        resized[0]
+    with pytest.raises(TypeError, match="with_masks must be True or False"):
+        ClutteredDigits(split="test", data=mnist, with_masks=1, **SMALL)

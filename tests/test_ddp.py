@@ -112,6 +112,7 @@ def test_wsol_evaluation_sharded_over_two_processes_equals_one(tmp_path):
     assert ddp["val_grid"] == one["val_grid"]
     assert ddp["test"] == one["test"]
     assert all(s["n"] == 11 for s in ddp["test"].values())
+    assert all(0 < s["PxAP"] < 100 for s in ddp["test"].values())  # masks: PxAP, summed
     # rank 0's shard starts the data set: its examples are the first images
     assert ddp["examples"]["labels"] == one["examples"]["labels"] == [0, 1, 2]
     for a, b in zip(ddp["examples"]["images"], one["examples"]["images"], strict=True):

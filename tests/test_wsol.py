@@ -144,6 +144,42 @@ def test_one_options_object_carries_the_settings():
         WSOLEvalOptions(batch_size=0)
 
 
+class _MaskedImages(_Images):
+    """``_Images`` with a mask in wsolevaluation's encoding: foreground = the left half of the
+    halo, ignored = the top two rows of the rest (255), background elsewhere."""
+
+    def __init__(self, n: int, bad_value: int | None = None) -> None:
+        super().__init__(n, HALO)
+        mask = torch.zeros(32, 32, dtype=torch.uint8)
+        mask[8:24, 8:16] = 1
+        mask[:2, 16:] = 255
+        if bad_value is not None:
+            mask[0, 0] = bad_value
+        self.mask = mask
+
+    def __getitem__(self, i: int):
+        return self.img, 0, self.gt, self.mask
+
+
+def test_pxap_from_the_same_maps_when_items_carry_masks():
+    from infocam.localization import PxAPEvaluator, normalize_maps
+
+    model, data = _known_model(), _MaskedImages(5)
+    settings = {m: BoxSetting(1, 0.5, 0.0) for m in ("cam", "infocam", "infocam+")}
+    scores, _ = evaluate_localization(model, data, settings, batch_size=2)
+    direct = PxAPEvaluator()
+    for _ in range(5):  # every method's map is a positive multiple of the image
+        direct.update(normalize_maps(data.img), data.mask[None] == 1, data.mask[None] == 255)
+    expected = direct.compute()["PxAP"]
+    assert 0 < expected < 100
+    for m in settings:
+        assert scores[m]["PxAP"] == expected
+    without, _ = evaluate_localization(model, _Images(3, HALO), settings)
+    assert all("PxAP" not in s for s in without.values())  # no masks, no PxAP
+    with pytest.raises(ValueError, match=r"mask values must be 1 \(foreground\), 0"):
+        evaluate_localization(model, _MaskedImages(2, bad_value=7), settings)
+
+
 def test_collate_keeps_box_lists():
     items = [
         (torch.zeros(1, 4, 4), 1, torch.zeros(1, 4)),
@@ -152,6 +188,11 @@ def test_collate_keeps_box_lists():
     x, y, boxes = wsol_collate(items)
     assert x.shape == (2, 1, 4, 4) and y.tolist() == [1, 0]
     assert [tuple(b.shape) for b in boxes] == [(1, 4), (2, 4)]
+    masked = [(*it, torch.full((4, 4), k, dtype=torch.uint8)) for k, it in enumerate(items)]
+    *_, masks = wsol_collate(masked)
+    assert masks.shape == (2, 4, 4) and masks[:, 0, 0].tolist() == [0, 1]
+    with pytest.raises(ValueError, match="all be \\(image, label, boxes\\) or all"):
+        wsol_collate([items[0], masked[1]])
 
 
 # --------------------------------------------------------------------------- end to end
@@ -190,7 +231,8 @@ def test_one_epoch_train_and_evaluate_on_cluttered_digits(tiny_run):
         assert set(run["test"]) == {"cam", "infocam", "infocam+"}
         for m, scores in run["test"].items():
             assert scores["n"] == 48
-            for key in ("gt_known_loc", "top1_loc", "top1_cls", "top5_cls", "MaxBoxAccV2"):
+            keys = ("gt_known_loc", "top1_loc", "top1_cls", "top5_cls", "MaxBoxAccV2", "PxAP")
+            for key in keys:  # cluttered digits carry masks: PxAP is there
                 assert 0.0 <= scores[key] <= 100.0
             assert scores["top1_loc"] <= min(scores["gt_known_loc"], scores["top1_cls"])
             assert run["settings"][m]["region"] in (1, 3)
@@ -199,6 +241,7 @@ def test_one_epoch_train_and_evaluate_on_cluttered_digits(tiny_run):
             assert run["settings"][m]["val_gt_known_loc"] == max(max(row) for row in grid)
     table = (out / "table.md").read_text().splitlines()
     assert len(table) == 2 + 6 and "infoCAM+ (ADL)" in table[-1]
+    assert "| MaxBoxAccV2 | PxAP |" in table[0]
     for sub in ("small_gap_cnn", "small_gap_cnn_adl"):
         assert (out / sub / "best.pt").is_file()
         assert (out / sub / "eval" / "results.json").is_file()

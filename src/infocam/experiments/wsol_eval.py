@@ -10,11 +10,16 @@ For a trained GAP classifier and a dataset of ``(image, label, boxes)`` items:
 3. :func:`evaluate_localization` applies those settings to the **test** split: GT-known Loc,
    Top-1 Loc, Top-1 / Top-5 classification (:class:`~infocam.LocalizationEvaluator`, IoU >=
    0.5) and MaxBoxAccV2 (:class:`~infocam.MaxBoxAccEvaluator`, threshold-free, at the chosen
-   ``r``).
+   ``r``); when the items carry a mask, PxAP too (:class:`~infocam.localization.PxAPEvaluator`,
+   threshold-free, at the chosen ``r``, from the same maps in the same pass).
 
 :func:`evaluate_wsol` runs the three steps; the test split is never seen by the selection.
 Maps are computed for the TRUE class (GT-known protocol); Top-1 Loc additionally needs a
 correct top-1 prediction, as in the paper and wsolevaluation.
+
+Items are ``(image, label, boxes)`` or ``(image, label, boxes, mask)``: ``mask`` an ``(H, W)``
+tensor at image size in wsolevaluation's encoding (``get_mask``): 1 foreground, 0 background,
+255 ignored. Every item of a data set has a mask, or none does.
 
 Under ``torchrun`` (an initialised ``torch.distributed`` group) each process scores one
 contiguous shard of the data (no padding, nothing counted twice) and the evaluators' integer
@@ -40,6 +45,7 @@ from infocam.cam import METHODS, REGION_PADDINGS, CAMExtractor, class_activation
 from infocam.localization import (
     LocalizationEvaluator,
     MaxBoxAccEvaluator,
+    PxAPEvaluator,
     normalize_maps,
     sum_over_processes,
     upsample_maps,
@@ -78,11 +84,36 @@ class BoxSetting:
         }
 
 
-def wsol_collate(items: Sequence[tuple[Any, int, torch.Tensor]]) -> tuple[Any, ...]:
-    """Collate ``(image, label, boxes)`` items: stacked images, labels, a list of (G_i, 4)."""
+def wsol_collate(items: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Collate ``(image, label, boxes)`` items: stacked images, labels, a list of (G_i, 4);
+    ``(image, label, boxes, mask)`` items also give the masks stacked (N, H, W)."""
+    lengths = {len(it) for it in items}
+    if not lengths <= {3, 4} or len(lengths) > 1:
+        raise ValueError(
+            "WSOL items must all be (image, label, boxes) or all (image, label, boxes, mask); "
+            f"got items of {sorted(lengths)} elements"
+        )
     images = torch.stack([it[0] for it in items])
     labels = torch.tensor([int(it[1]) for it in items], dtype=torch.long)
-    return images, labels, [torch.as_tensor(it[2], dtype=torch.float32) for it in items]
+    boxes = [torch.as_tensor(it[2], dtype=torch.float32) for it in items]
+    if lengths == {4}:
+        return images, labels, boxes, torch.stack([torch.as_tensor(it[3]) for it in items])
+    return images, labels, boxes
+
+
+def _mask_parts(masks: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Foreground and ignore masks from wsolevaluation's encoding (1 / 0 / 255), checked."""
+    if tuple(masks.shape[-2:]) != tuple(size) or masks.dim() != 3:
+        raise ValueError(
+            f"masks must be (N, H, W) at the image size {tuple(size)}; got {tuple(masks.shape)}"
+        )
+    fg, ignore = masks == 1, masks == 255
+    if not bool((fg | ignore | (masks == 0)).all()):
+        odd = masks[~(fg | ignore | (masks == 0))][:3].tolist()
+        raise ValueError(
+            f"mask values must be 1 (foreground), 0 (background) or 255 (ignored); got {odd}"
+        )
+    return fg, ignore
 
 
 def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
@@ -123,8 +154,8 @@ class WSOLEvalOptions:
 
     ``methods`` to score; the grid of ``regions`` (r >= 1) and box ``thresholds`` (in
     [0, 1)) the validation split chooses from; a hit is IoU >= ``iou_threshold``;
-    MaxBoxAccV2's ``cam_curve_interval``; ``region_padding`` places the region window (see
-    :func:`infocam.class_activation_maps`); and how to run: ``batch_size``, ``device``,
+    MaxBoxAccV2's and PxAP's ``cam_curve_interval``; ``region_padding`` places the region
+    window (see :func:`infocam.class_activation_maps`); and how to run: ``batch_size``, ``device``,
     ``workers`` (DataLoader processes), ``quiet`` (no progress bar).
 
     The functions below take one (``options``) and/or its fields as keyword arguments, which
@@ -182,7 +213,8 @@ def _shard(data: Dataset) -> Dataset:
 def _batches(
     model: nn.Module, data: Dataset, opts: WSOLEvalOptions, desc: str
 ) -> Iterator[tuple[torch.Tensor, ...]]:
-    """Per batch: images, labels, logits, gt boxes (on the device), CAM features, fc weight."""
+    """Per batch: images, labels, logits, gt boxes (on the device), CAM features, fc weight,
+    and the masks (on the device; None when the items carry none)."""
     device = torch.device(opts.device)
     extractor = _extractor(model)
     loader = DataLoader(
@@ -193,12 +225,13 @@ def _batches(
         collate_fn=wsol_collate,
     )
     model.to(device)
-    for images, labels, boxes in tqdm(loader, desc=desc, disable=opts.quiet, leave=False):
+    for images, labels, boxes, *masks in tqdm(loader, desc=desc, disable=opts.quiet, leave=False):
         images, labels = images.to(device), labels.to(device)
+        mask = masks[0].to(device) if masks else None
         res = extractor(images, target=labels, method="cam")
         gts = [b.to(device) for b in boxes]
         weight = dict(model.named_modules())[extractor.classifier_].weight
-        yield images, labels, res.logits.float(), gts, res.features, weight
+        yield images, labels, res.logits.float(), gts, res.features, weight, mask
 
 
 def _maps(
@@ -236,7 +269,8 @@ def localization_grid(
         for r in regions
         for t in thresholds
     }
-    for images, labels, logits, gts, feats, weight in _batches(model, data, opts, "select (val)"):
+    batches = _batches(model, data, opts, "select (val)")
+    for images, labels, logits, gts, feats, weight, _ in batches:
         for m in methods:
             for r in regions:
                 size = images.shape[-2:]
@@ -289,7 +323,8 @@ def evaluate_localization(
 
     Returns ``(scores, examples)``: ``scores[method]`` has ``gt_known_loc``, ``top1_loc``,
     ``top1_cls``, ``top5_cls`` (at the method's region and threshold) and ``MaxBoxAccV2``,
-    ``MaxBoxAcc@30/50/70`` (at its region); ``examples`` holds the first ``keep`` images with
+    ``MaxBoxAcc@30/50/70`` (at its region), and ``PxAP`` (at its region) when the items carry
+    masks; ``examples`` holds the first ``keep`` images with
     labels, predictions, ground-truth boxes and each method's map and box, for figures.
     The methods are those of ``settings``; the other options: see :class:`WSOLEvalOptions`.
     """
@@ -299,6 +334,8 @@ def evaluate_localization(
     opts = WSOLEvalOptions.of(options, **overrides)
     loc = {m: LocalizationEvaluator(s.threshold, opts.iou_threshold) for m, s in settings.items()}
     mba = {m: MaxBoxAccEvaluator(cam_curve_interval=opts.cam_curve_interval) for m in settings}
+    pxap = {m: PxAPEvaluator(cam_curve_interval=opts.cam_curve_interval) for m in settings}
+    with_masks: bool | None = None  # the first batch tells; every other must agree
     examples: dict[str, Any] = {
         "images": [],
         "labels": [],
@@ -308,13 +345,20 @@ def evaluate_localization(
         "boxes": {},
     }
     batches = _batches(model, data, opts, "evaluate (test)")
-    for images, labels, logits, gts, feats, weight in batches:
+    for images, labels, logits, gts, feats, weight, masks in batches:
         room = keep - len(examples["labels"])
+        if with_masks is None:
+            with_masks = masks is not None
+        elif with_masks != (masks is not None):
+            raise ValueError("every item of the data set must carry a mask, or none")
+        parts = _mask_parts(masks, images.shape[-2:]) if masks is not None else None
         for m, s in settings.items():
             size = images.shape[-2:]
             maps = _maps(feats, weight, labels, logits, m, s.region, size, opts.region_padding)
             boxes = loc[m].update(maps, gts, labels, logits)
             mba[m].update(maps, gts)
+            if parts is not None:
+                pxap[m].update(maps, *parts)
             if room > 0:
                 examples["maps"].setdefault(m, []).extend(maps[:room].cpu())
                 examples["boxes"].setdefault(m, []).extend(boxes[:room].cpu().tolist())
@@ -323,12 +367,14 @@ def evaluate_localization(
             examples["labels"].extend(labels[:room].cpu().tolist())
             examples["pred"].extend(logits[:room].argmax(1).cpu().tolist())
             examples["gt"].extend(g.cpu().tolist() for g in gts[:room])
-    sum_over_processes([*loc.values(), *mba.values()])
+    sum_over_processes([*loc.values(), *mba.values(), *pxap.values()])
     scores = {}
     for m in settings:
         if int(loc[m].counts[0]) == 0:
             raise ValueError("data is empty: nothing to evaluate")
         scores[m] = {**loc[m].compute(), **mba[m].compute()}
+        if int(pxap[m].n) > 0:  # summed over processes: a shard without images still reports
+            scores[m].update(pxap[m].compute())
     return scores, examples
 
 

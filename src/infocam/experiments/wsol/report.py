@@ -73,9 +73,11 @@ def _fmt(v: Any) -> str:
 def format_table(rows: Sequence[dict[str, Any]], dataset: str | None = None) -> str:
     """Markdown: one line per (model, method); the paper's numbers beside ours when known.
 
-    Each row: ``{"model": arch, "adl": bool | None, "test": {...}, "settings": {...}}``.
+    Each row: ``{"model": arch, "adl": bool | None, "test": {...}, "settings": {...}}``. A PxAP
+    column appears when some row's scores have one (the data set has masks).
     """
     paper = PAPER_TABLE4.get(dataset or "", {})
+    pxap = any("PxAP" in s for row in rows for s in row["test"].values())
     head = [
         "Backbone",
         "Method",
@@ -84,6 +86,7 @@ def format_table(rows: Sequence[dict[str, Any]], dataset: str | None = None) -> 
         "Top-1 Cls",
         "Top-5 Cls",
         "MaxBoxAccV2",
+        *(["PxAP"] if pxap else []),
         "r",
         "threshold",
     ]
@@ -102,6 +105,7 @@ def format_table(rows: Sequence[dict[str, Any]], dataset: str | None = None) -> 
                 _fmt(s["top1_cls"]),
                 _fmt(s["top5_cls"]),
                 _fmt(s["MaxBoxAccV2"]),
+                *([_fmt(s.get("PxAP"))] if pxap else []),
                 str(st["region"]),
                 f"{st['threshold']:.2f}",
             ]
