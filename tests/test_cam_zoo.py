@@ -1,0 +1,75 @@
+"""A named subset of the torchvision zoo through CAMExtractor: every head kind, exact or refused.
+
+Random weights, BatchNorm statistics from random images, the classifier re-drawn from
+normal(0, 0.05) (``benchmarks/cam_zoo.py`` does the same over the whole zoo): each supported
+model's maps average, plus the head's bias terms, to its logits within 1e-5 of the largest
+logit; each refused one says why in one line naming the layer that breaks affinity. The
+formerly wrong cases of issue 19 (timm's avg+max pooling, ResMLP's patch embedding) are
+reproduced in miniature in ``test_cam.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+_REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("cam_zoo", _REPO / "benchmarks" / "cam_zoo.py")
+cam_zoo = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cam_zoo)
+
+SUPPORTED = {
+    "resnet18": "gap+linear",
+    "shufflenet_v2_x0_5": "gap+linear",  # a functional mean, no pooling module
+    "efficientnet_b0": "gap+linear",  # Dropout + Linear
+    "convnext_tiny": "layernorm+linear",  # LayerNorm2d after the pooling: refused before
+    "squeezenet1_1": "identity (classifier before the pooling)",  # refused before
+    "densenet121": "gap+linear",  # in-place ReLU on the features, functional pooling
+    "googlenet": "gap+linear",  # auxiliary heads (not run in eval mode)
+    "regnet_y_400mf": "gap+linear",
+}
+REFUSED = {
+    "mobilenet_v3_small": r"^'classifier\.1' \(Hardswish\) .*is not affine in the pooled vector$",
+    "vgg11": r"^'classifier\.0' \(Linear\) reads neither the features \(512, 7, 7\) nor",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUPPORTED))
+def test_supported_models_reproduce_their_logits(name):
+    row = cam_zoo.run_model(cam_zoo.torchvision_build, name)
+    assert row["status"] == "supported", row
+    assert row["head"] == SUPPORTED[name]
+    assert row["rel_error"] <= 1e-5 and row["size"] <= 128
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused_models_name_the_layer_in_one_line(name):
+    row = cam_zoo.run_model(cam_zoo.torchvision_build, name)
+    assert row["status"] == "refused", row
+    assert "\n" not in row["message"]
+    assert row["message"].startswith("no GAP + linear head found: averaging feature layer ")
+    assert re.search(REFUSED[name], row["reason"]), row["reason"]
+
+
+def test_class_token_vit_is_refused_and_a_zero_head_never_passes():
+    # torchvision's ViT (small): a class-token read-out, with its zero head re-drawn
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32,
+        num_classes=5,
+    )  # fmt: skip
+    cam_zoo.prepare(vit, 32)
+    row = cam_zoo.check(vit, torch.randn(2, 3, 32, 32))
+    assert row["status"] == "refused"
+    assert "reads neither the features (16, 4, 4) nor their spatial mean" in row["reason"]
+
+
+def test_the_random_head_is_not_zero_and_batchnorm_statistics_are_set():
+    model = cam_zoo.prepare(torchvision.models.resnet18(num_classes=10), 64)
+    assert model.fc.weight.std() > 0.04 and not model.training
+    assert model.bn1.running_var.ne(1).any() and model.bn1.running_mean.ne(0).any()
