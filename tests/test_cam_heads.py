@@ -233,3 +233,18 @@ def test_a_changed_model_is_noticed_on_a_later_call():
     model[2].insert(2, nn.ReLU())  # now no longer affine: the same steps miss the ReLU
     with pytest.raises(ValueError, match="no longer reproduces the model's logits"):
         ext(torch.randn(2, 3, 12, 12))
+
+
+def test_half_precision_walked_head_follows_the_recorded_rounding():
+    model = _model("layernorm2d").to(torch.bfloat16)
+    res = CAMExtractor(model)(torch.randn(2, 3, 12, 12, dtype=torch.bfloat16), target="all")
+    assert res.maps.dtype == torch.float32 and res.head.scale is not None
+    got = res.maps.double().mean((2, 3)) + res.head.bias
+    torch.testing.assert_close(got, res.logits.double(), rtol=0.05, atol=0.05)
+
+
+def test_a_given_feature_layer_that_never_runs_is_named():
+    model = _model("averaged")
+    model.unused = nn.Conv2d(8, 8, 1)  # a submodule its forward never calls
+    with pytest.raises(ValueError, match="feature_layer 'unused' is not run"):
+        CAMExtractor(model, feature_layer="unused")(torch.randn(1, 3, 12, 12))

@@ -247,7 +247,12 @@ class CAMExtractor:
             self.between_ = _leaf_names(order[first:i_fc])
             self._leaves = _leaves(order[first:], inputs, first)
         else:  # a given feature layer: the head is what runs after its last call
-            i_feat = max(i for i, (n, _, _) in enumerate(order) if n == self.feature_layer_)
+            calls = [i for i, (n, _, _) in enumerate(order) if n == self.feature_layer_]
+            if not calls:
+                raise ValueError(
+                    f"feature_layer {self.feature_layer_!r} is not run by the model's forward pass"
+                )
+            i_feat = calls[-1]
             first = i_feat + (not self.features_from_input_)
             self._leaves = _leaves(order[first:], inputs, first)
 
@@ -273,7 +278,7 @@ class CAMExtractor:
         # any other head affine in the pooled vector, walked layer by layer
         try:
             with torch.no_grad():
-                steps = walk_head(self._leaves, feats, out, _reproduces, self.features_from_input_)
+                steps = walk_head(self._leaves, feats, _reproduces)
                 head = affine_head(steps, feats)
                 ok = _reproduces(out, head.logits(feats))
         except ValueError as exc:

@@ -229,9 +229,10 @@ def affine_head(steps: list[HeadStep], features: torch.Tensor) -> AffineHead:
 
 
 def _flat(t: Any) -> torch.Tensor | None:
-    if not isinstance(t, torch.Tensor) or t.dim() < 1:
+    """(N, D) view of a recorded tensor, in its own dtype (its rounding sets the tolerance)."""
+    if not isinstance(t, torch.Tensor) or t.dim() < 2:
         return None
-    return t.detach().flatten(1).double() if t.dim() > 1 else None
+    return t.detach().flatten(1)
 
 
 def _label(name: str, mod: nn.Module) -> str:
@@ -241,16 +242,15 @@ def _label(name: str, mod: nn.Module) -> str:
 def walk_head(
     leaves: list[tuple[str, nn.Module, Any, Any]],
     features: torch.Tensor,
-    logits: torch.Tensor,
     close: Any,
-    from_input: bool,
 ) -> list[HeadStep]:
     """The steps of the head from the recorded leaf calls after the features, or a
     ``ValueError`` whose message names the layer that breaks affinity.
 
     ``leaves`` are ``(name, module, first input, output)`` of the leaf modules run after the
-    feature layer (the pooling layer first when ``from_input``); ``close(out, expect)`` says
-    whether a recorded tensor equals its float64 expectation up to the model's rounding.
+    feature layer (the pooling layer first when the features are its input);
+    ``close(out, expect)`` says whether a recorded tensor equals its float64 expectation up to
+    the rounding of the recorded tensor's dtype.
     """
     pooled = features.double().mean((2, 3))
     n = pooled.shape[0]
@@ -321,8 +321,8 @@ def walk_head(
                 f"{_label(name, mod)} is a convolution of a map, not of the pooled vector"
             )
         step = HeadStep(name, mod, kind, branch)
-        zero = torch.zeros_like(fin)
-        expect = _apply(step, _State(fin, torch.ones_like(fin[:, 0]), None, zero)).x
+        x = fin.double()
+        expect = _apply(step, _State(x, torch.ones_like(x[:, 0]), None, torch.zeros_like(x))).x
         if expect.shape != fout.shape or not close(fout, expect):
             raise ValueError(f"{_label(name, mod)} is not affine in the pooled vector")
         history.append(state)
