@@ -123,6 +123,15 @@ def torchvision_build(name: str) -> nn.Module:
         return torchvision.models.get_model(name, weights=None, num_classes=10)
 
 
+def timm_build(spec: str) -> nn.Module:
+    """A timm model by name, ``name:pool`` to pick its ``global_pool`` (``resnet18:avgmax``)."""
+    import timm
+
+    name, _, pool = spec.partition(":")
+    kwargs = {"global_pool": pool} if pool else {}
+    return timm.create_model(name, pretrained=False, num_classes=10, **kwargs)
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, int]:
     counts = Counter(r["status"] for r in rows)
     return {k: counts.get(k, 0) for k in ("supported", "refused", "wrong", "error")}
@@ -135,28 +144,45 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", help="torchvision names (default: the whole zoo)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="result file (JSON)")
     ap.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
+    ap.add_argument(
+        "--resume", action="store_true", help="keep the models already in --out, run the rest"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = args.models or torchvision.models.list_models(module=torchvision.models)
-    rows = []
+    done: dict[str, dict[str, Any]] = {}
+    if args.resume and args.out.exists():
+        done = {r["model"]: r for r in json.loads(args.out.read_text())["rows"]}
     for name in names:
+        if name in done:
+            continue
         row = run_model(torchvision_build, name)
         row["library"] = "torchvision"
-        rows.append(row)
+        done[name] = row
         what = row.get("head") or row.get("reason", "")
         print(f"{name:24s} {row['status']:9s} {row['seconds']:6.1f}s  {what[:110]}", flush=True)
+        _write(args.out, done, args.threads, complete=False)  # a partial table survives a stop
+    return _write(args.out, done, args.threads, complete=True)
+
+
+def _write(out: Path, done: dict[str, dict[str, Any]], threads: int, complete: bool) -> int:
+    import torchvision
+
+    rows = [done[k] for k in sorted(done)]
     meta = {
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "machine": platform.machine(),
-        "threads": args.threads,
+        "threads": threads,
+        "complete": complete,
         "tolerance": TOLERANCE,
         "sizes": list(SIZES),
         "num_classes": 10,
     }
     data = {"meta": meta, "summary": {"torchvision": summary(rows)}, "rows": rows}
-    write_json(data, args.out)
-    print(json.dumps(data["summary"]))
+    write_json(data, out)
+    if complete:
+        print(json.dumps(data["summary"]))
     return 1 if data["summary"]["torchvision"]["wrong"] else 0
 
 

@@ -73,3 +73,34 @@ def test_the_random_head_is_not_zero_and_batchnorm_statistics_are_set():
     model = cam_zoo.prepare(torchvision.models.resnet18(num_classes=10), 64)
     assert model.fc.weight.std() > 0.04 and not model.training
     assert model.bn1.running_var.ne(1).any() and model.bn1.running_mean.ne(0).any()
+
+
+TIMM_SUPPORTED = {
+    "convnext_atto": "layernorm+linear",  # NormMlpClassifierHead without its MLP
+    "edgenext_xx_small": "layernorm+linear",
+    "dla34": "conv",  # a 1 x 1 convolution classifier of the pooled map
+    "repvit_m1": "averaged(batchnorm+linear)",  # distillation head: BatchNorm1d + Linear, twice
+}
+TIMM_REFUSED = {  # the first three were silently wrong maps (issue 19)
+    "resnet18:avgmax": r"^'global_pool\.pool' \(AdaptiveAvgMaxPool2d\) does not output the "
+    "features' spatial mean$",
+    "resnet18:catavgmax": r"^'global_pool\.pool' \(AdaptiveCatAvgMaxPool2d\) does not output",
+    "resmlp_12_224": r"reads neither the features \(384, 14, 14\) nor their spatial mean$",
+    "mobilenetv3_small_050": r"^'act2' \(Hardswish\) \(in place, after 'conv_head'\) is not affine",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIMM_SUPPORTED))
+def test_timm_supported_models_reproduce_their_logits(name):
+    pytest.importorskip("timm")
+    row = cam_zoo.run_model(cam_zoo.timm_build, name)
+    assert row["status"] == "supported", row
+    assert row["head"] == TIMM_SUPPORTED[name] and row["rel_error"] <= 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(TIMM_REFUSED))
+def test_timm_refused_models_name_the_layer(name):
+    pytest.importorskip("timm")
+    row = cam_zoo.run_model(cam_zoo.timm_build, name)
+    assert row["status"] == "refused", row
+    assert re.search(TIMM_REFUSED[name], row["reason"]), row["reason"]
