@@ -60,7 +60,9 @@ def prepare(model: nn.Module, size: int, seed: int = 0) -> nn.Module:
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # cumulative average: the statistics of these images
-        model.train()
+        model.eval()  # only the norms in train mode: no dropout, no auxiliary heads
+        for m in norms:
+            m.train()
         with torch.no_grad():
             model(torch.randn(4, 3, size, size, generator=gen))
     heads = [
@@ -145,14 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS, help="result file (JSON)")
     ap.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
     ap.add_argument(
-        "--resume", action="store_true", help="keep the models already in --out, run the rest"
+        "--resume",
+        action="store_true",
+        help="keep the models already in --out (but those that did not run), run the rest",
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = args.models or torchvision.models.list_models(module=torchvision.models)
     done: dict[str, dict[str, Any]] = {}
     if args.resume and args.out.exists():
-        done = {r["model"]: r for r in json.loads(args.out.read_text())["rows"]}
+        rows = json.loads(args.out.read_text())["rows"]
+        done = {r["model"]: r for r in rows if r["status"] != "error"}  # errors are retried
     for name in names:
         if name in done:
             continue

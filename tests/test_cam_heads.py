@@ -248,3 +248,32 @@ def test_a_given_feature_layer_that_never_runs_is_named():
     model.unused = nn.Conv2d(8, 8, 1)  # a submodule its forward never calls
     with pytest.raises(ValueError, match="feature_layer 'unused' is not run"):
         CAMExtractor(model, feature_layer="unused")(torch.randn(1, 3, 12, 12))
+
+
+class _ChannelsLast(nn.Module):
+    """Swin's shape: stages in (N, h, w, C), a per-location LayerNorm, a mean over (h, w)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = _body()
+        self.norm = nn.LayerNorm(8)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        f = self.norm(self.body(x).permute(0, 2, 3, 1))  # (N, h, w, C)
+        return self.fc(f.mean((1, 2)))
+
+
+def test_channels_last_features_are_permuted_to_a_map():
+    model = _randomise(_ChannelsLast())
+    x = torch.randn(2, 3, 12, 12)
+    ext = CAMExtractor(model)
+    res = ext(x, target="all")
+    assert ext.feature_layer_ == "norm" and ext.channels_last_ and "channels_last=True" in repr(ext)
+    with torch.no_grad():
+        f = model.norm(model.body(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        logits = model(x)
+    torch.testing.assert_close(res.features, f)
+    assert res.maps.shape == (2, 5, 6, 6)
+    torch.testing.assert_close(res.maps, torch.einsum("mk,nkhw->nmhw", model.fc.weight, f))
+    torch.testing.assert_close(res.maps.mean((2, 3)) + model.fc.bias, logits)

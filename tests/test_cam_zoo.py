@@ -80,6 +80,7 @@ TIMM_SUPPORTED = {
     "edgenext_xx_small": "layernorm+linear",
     "dla34": "conv",  # a 1 x 1 convolution classifier of the pooled map
     "repvit_m1": "averaged(batchnorm+linear)",  # distillation head: BatchNorm1d + Linear, twice
+    "swin_tiny_patch4_window7_224": "gap+linear",  # channels-last (N, h, w, C) features
 }
 TIMM_REFUSED = {  # the first three were silently wrong maps (issue 19)
     "resnet18:avgmax": r"^'global_pool\.pool' \(AdaptiveAvgMaxPool2d\) does not output the "

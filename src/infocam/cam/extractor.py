@@ -114,6 +114,9 @@ class CAMExtractor:
     the logits (``target="all"``, ``method="cam"``, ``region=1``). A head that is not affine
     (an activation, an MLP, a GroupNorm, max / GeM pooling) is refused naming the layer.
 
+    Channels-last features (N, h, w, K) before the pooling (timm's Swin, NesT) are found
+    too: ``channels_last_`` is then True and the features are permuted to (N, K, h, w).
+
     When no module outputs a spatial map before the pooling (``Sequential(AdaptiveAvgPool2d(1),
     Flatten(), Linear)`` applied to a feature map), the features are the pooling layer's
     *input*, taken by a forward pre-hook: ``feature_layer_`` then names the pooling layer and
@@ -134,6 +137,9 @@ class CAMExtractor:
         self.feature_layer_: str | None = None
         self.classifier_: str | None = None
         self.features_from_input_ = False
+        self.channels_last_ = (
+            False  # the feature layer gives (N, h, w, K): permuted to (N, K, h, w)
+        )
         self.between_: list[str] = []  # the layers run between features and classifier
         self.head_steps_: list[HeadStep] | None = None  # None: GAP + the classifier alone
         self._leaves: list[tuple[str, nn.Module, Any, Any]] = []  # recorded by _detect
@@ -218,7 +224,10 @@ class CAMExtractor:
                     f"{type(self.model).__name__} outputs a (N, K, h, w) tensor before the "
                     f"classifier {self.classifier_!r}; pass feature_layer="
                 )
-            fitting = [(n, o) for n, o in spatial if o.shape[1] == k_in]
+            # channels first (N, K, h, w), or channels last (N, h, w, K: timm's Swin, NesT)
+            fitting = [(n, o) for n, o in spatial if o.shape[1] == k_in or o.shape[3] == k_in]
+            if fitting and fitting[-1][1].shape[1] != k_in:
+                self.channels_last_ = True
             last = (fitting or spatial)[-1][1]
             # The outermost module that returned this very tensor fires its hook last.
             i_feat = max(i for i, (_, _, o) in enumerate(order[:end]) if o is last)
@@ -229,7 +238,8 @@ class CAMExtractor:
             # the plain mean a CAM needs.
             mod, pooled_from = order[i_feat][1], pool_inputs.get(i_feat)
             if (
-                last.shape[2] * last.shape[3] == 1
+                not self.channels_last_
+                and last.shape[2] * last.shape[3] == 1
                 and isinstance(pooled_from, torch.Tensor)
                 and pooled_from.shape[2] * pooled_from.shape[3] > 1
                 and next(mod.parameters(recurse=True), None) is None
@@ -353,6 +363,8 @@ class CAMExtractor:
                 f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}"
             )
         feats = store.get("features")
+        if self.channels_last_ and isinstance(feats, torch.Tensor) and feats.dim() == 4:
+            feats = feats.permute(0, 3, 1, 2)  # (N, h, w, K) -> (N, K, h, w), a view
         if not isinstance(feats, torch.Tensor) or feats.dim() != 4:
             verb = "get as input" if self.features_from_input_ else "output"
             raise ValueError(
@@ -392,7 +404,7 @@ class CAMExtractor:
             except BaseException:
                 # a pair that failed its check is not kept: the next call detects again
                 self.feature_layer_, self.classifier_ = given
-                self.features_from_input_ = False
+                self.features_from_input_ = self.channels_last_ = False
                 self.between_ = []
                 self.head_steps_ = None
                 raise
@@ -431,6 +443,7 @@ class CAMExtractor:
 
     def __repr__(self) -> str:
         inp = ", features_from_input=True" if self.features_from_input_ else ""
+        inp += ", channels_last=True" if self.channels_last_ else ""
         return (
             f"CAMExtractor(model={type(self.model).__name__}, "
             f"feature_layer={self.feature_layer_!r}{inp}, classifier={self.classifier_!r})"

@@ -235,6 +235,11 @@ def _flat(t: Any) -> torch.Tensor | None:
     return t.detach().flatten(1)
 
 
+def _nchw(shape: torch.Size) -> torch.Size:
+    """(N, h, w, K) -> (N, K, h, w): a channels-last map's shape as the features have it."""
+    return torch.Size((shape[0], shape[3], shape[1], shape[2]))
+
+
 def _label(name: str, mod: nn.Module) -> str:
     return f"{name!r} ({type(mod).__name__})"
 
@@ -264,7 +269,7 @@ def walk_head(
         if fin is None or fout is None or fin.shape[0] != n or fout.shape[0] != n:
             raise ValueError(f"{_label(name, mod)} does not map the pooled vector sample by sample")
         if not pooling_seen:
-            if i == 0 and inp.dim() == 4 and inp.shape == features.shape:
+            if i == 0 and inp.dim() == 4 and features.shape in (inp.shape, _nchw(inp.shape)):
                 # the pooling layer: it must output the spatial mean (N, K)
                 if fout.shape != pooled.shape or not close(fout, pooled):
                     raise ValueError(
