@@ -174,6 +174,9 @@ def render_cam_zoo(path: Path) -> list[str]:
             f"refused, {counts['wrong']} wrong maps"
             + (f", {counts['error']} did not run" if counts.get("error") else "")
         )
+    missing = meta.get("not_measured") or []
+    if missing:
+        lines.append(f"- not measured yet (the run was stopped): {', '.join(missing)}")
     lines.append("")
     kinds: dict[str, list[str]] = {}
     for r in rows:
