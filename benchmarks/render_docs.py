@@ -7,12 +7,12 @@ relative to the repository root:
     ...  (replaced on every run; do not edit by hand)
     <!-- end generated: benchmarks/results/loss_overhead.json -->
 
-Sources: ``loss_overhead.json``, ``training_epoch.json`` and ``cam_pipeline.json`` are rendered
-as tables with a "how measured" line taken from the file itself; a ``.md`` file (the tables
-``mi_peers.py``, ``mi_ablation.py``, ``mi_small_n.py`` and ``mi_coverage.py`` write) is copied
-in as it is; the folder ``benchmarks/results`` itself renders the summary table of every result
-file present.
-A block whose source file is missing is left as it is and named on stderr.
+Sources: ``loss_overhead.json``, ``training_epoch.json``, ``cam_pipeline.json`` and
+``cam_zoo.json`` are rendered as tables with a "how measured" line taken from the file
+itself; a ``.md`` file (the tables ``mi_peers.py``, ``mi_ablation.py``, ``mi_small_n.py`` and
+``mi_coverage.py`` write) is copied in as it is; the folder ``benchmarks/results`` itself
+renders the summary table of every result file present. A block whose source file is missing
+is left as it is and named on stderr.
 
 Run: ``python benchmarks/render_docs.py [--check] [--root DIR] [PAGE ...]`` (default: every
 ``docs/*.md``); ``--check`` writes nothing and exits 1 when a page is out of date.
@@ -157,6 +157,39 @@ def render_cam_pipeline(path: Path) -> list[str]:
     ]
 
 
+def render_cam_zoo(path: Path) -> list[str]:
+    """``cam_zoo.py``: which models of the zoo get exact CAMs, by head kind, and why not."""
+    data = _load(path)
+    meta, rows = data["meta"], data["rows"]
+    lines = [
+        f"How measured: `python benchmarks/cam_zoo.py`, torch {meta['torch']}, torchvision "
+        f"{meta['torchvision']}, the smallest of {meta['sizes']} px each model runs at, "
+        f"tolerance {meta['tolerance']:g} of the largest logit.",
+        "",
+    ]
+    for lib, counts in data["summary"].items():
+        total = sum(counts.values())
+        lines.append(
+            f"- {lib}: **{counts['supported']}/{total} supported**, {counts['refused']} "
+            f"refused, {counts['wrong']} wrong maps"
+            + (f", {counts['error']} did not run" if counts.get("error") else "")
+        )
+    missing = meta.get("not_measured") or []
+    if missing:
+        lines.append(f"- not measured yet (the run was stopped): {', '.join(missing)}")
+    lines.append("")
+    kinds: dict[str, list[str]] = {}
+    for r in rows:
+        key = r["head"] if r["status"] == "supported" else f"{r['status']}: {r['reason']}"
+        kinds.setdefault(key, []).append(r["model"])
+    ordered = sorted(kinds.items(), key=lambda kv: (kv[0].startswith(("refused", "error")), kv[0]))
+    table = [
+        [f"`{k}`" if not k.startswith(("refused", "error")) else k, str(len(v)), ", ".join(v)]
+        for k, v in ordered
+    ]
+    return lines + _table(["head (or why refused)", "models", "names"], table, "lrl")
+
+
 def _headline(results: Path) -> list[list[str]]:
     rows = []
     p = results / "loss_overhead.json"
@@ -200,6 +233,13 @@ def _headline(results: Path) -> list[list[str]]:
                 for k, v in spans.items()
             )
         rows.append(["`cam_pipeline.py`", text])
+    p = results / "cam_zoo.json"
+    if p.exists():
+        text = "; ".join(
+            f"{lib} {c['supported']}/{sum(c.values())} models with exact CAMs, {c['wrong']} wrong"
+            for lib, c in _load(p)["summary"].items()
+        )
+        rows.append(["`cam_zoo.py`", text])
     for name in ("mi_peers", "mi_ablation", "mi_small_n_1000", "mi_coverage"):
         if (results / f"{name}.md").exists():
             rows.append([f"`{name.split('_1000')[0]}.py`", f"table in `{RESULTS}/{name}.md`"])
@@ -215,6 +255,7 @@ RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "loss_overhead.json": render_loss_overhead,
     "training_epoch.json": render_training_epoch,
     "cam_pipeline.json": render_cam_pipeline,
+    "cam_zoo.json": render_cam_zoo,
 }
 
 

@@ -161,3 +161,27 @@ def test_cam_pipeline_training_epoch_markdown_and_summary_render(tmp_path):
 
 def test_the_committed_docs_match_the_committed_results():
     assert render_docs.main(["--root", str(_REPO), "--check"]) == 0
+
+
+def test_cam_zoo_table_groups_models_by_head_kind_and_refusal(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    meta = {"torch": "2.x", "torchvision": "0.y", "sizes": [64, 128], "tolerance": 1e-5}
+    meta["not_measured"] = ["vit_h_14"]
+    rows = [
+        {"model": "resnet18", "status": "supported", "head": "gap+linear"},
+        {"model": "resnet34", "status": "supported", "head": "gap+linear"},
+        {"model": "convnext_tiny", "status": "supported", "head": "layernorm+linear"},
+        {"model": "vgg11", "status": "refused", "reason": "'classifier.0' (Linear) reads x"},
+    ]
+    summary = {"torchvision": {"supported": 3, "refused": 1, "wrong": 0, "error": 0}}
+    data = {"meta": meta, "summary": summary, "rows": rows}
+    (results / "cam_zoo.json").write_text(json.dumps(data))
+    lines = render_docs.render_cam_zoo(results / "cam_zoo.json")
+    assert "- torchvision: **3/4 supported**, 1 refused, 0 wrong maps" in lines
+    assert "| `gap+linear` | 2 | resnet18, resnet34 |" in lines
+    assert "- not measured yet (the run was stopped): vit_h_14" in lines
+    assert "| `layernorm+linear` | 1 | convnext_tiny |" in lines
+    assert lines[-1] == "| refused: 'classifier.0' (Linear) reads x | 1 | vgg11 |"
+    head = render_docs.render_summary(results)
+    assert "| `cam_zoo.py` | torchvision 3/4 models with exact CAMs, 0 wrong |" in head

@@ -1,4 +1,4 @@
-r"""Class activation maps: CAM, infoCAM and infoCAM+ for any CNN with a GAP + linear head.
+r"""Class activation maps: CAM, infoCAM and infoCAM+ for any CNN with a GAP + affine head.
 
 For features ``g`` of shape (K, h, w) and head weights ``W`` (M, K), the map of class ``y`` is
 
@@ -25,11 +25,18 @@ map, same output size; for even ``r`` the window reaches one more cell right/dow
 Everything is one ``einsum`` with no backward pass, runs under ``torch.inference_mode()`` on the
 features' device; float16/bfloat16 inputs are accumulated and returned in float32.
 
-Modules: :mod:`~infocam.cam.maps` (contrast weights, region filter, the maps) and
+A head that is affine in the pooled vector (a LayerNorm, BatchNorm1d, 1 x 1 convolution or
+averaged heads between the pooling and the logits) is written as ``logits = s_n W p_n + b_n``
+(:class:`~infocam.cam.head.AffineHead`); its maps use the effective ``W`` and are scaled by
+the per-sample ``s_n``.
+
+Modules: :mod:`~infocam.cam.maps` (contrast weights, region filter, the maps),
+:mod:`~infocam.cam.head` (the head after the pooling as an affine map) and
 :mod:`~infocam.cam.extractor` (``CAMExtractor``: the maps of a model, from images).
 """
 
 from infocam.cam.extractor import CAMExtractor, CAMResult
+from infocam.cam.head import AffineHead
 from infocam.cam.maps import (
     METHODS,
     REGION_PADDINGS,
@@ -43,6 +50,7 @@ from infocam.cam.maps import (
 __all__ = [
     "METHODS",
     "REGION_PADDINGS",
+    "AffineHead",
     "CAMExtractor",
     "CAMResult",
     "Method",

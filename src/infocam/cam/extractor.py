@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from infocam._validation import as_tensor, check_floating
+from infocam.cam.head import AffineHead, HeadStep, affine_head, walk_head
 from infocam.cam.maps import (
     Method,
     RegionPadding,
@@ -32,12 +33,16 @@ _POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)  # global pooling layers
 
 @dataclass(frozen=True)
 class CAMResult:
-    """What ``CAMExtractor`` returns: logits (N, M), maps (N, h, w) or (N, M, h, w), target."""
+    """What ``CAMExtractor`` returns: logits (N, M), maps (N, h, w) or (N, M, h, w), target,
+    the features (N, K, h, w) and the head as an :class:`~infocam.cam.head.AffineHead`
+    (``logits = scale * (weight @ mean_hw(features)) + bias``: a CAM's spatial mean plus
+    ``head.bias[n, y]`` is the logit)."""
 
     logits: torch.Tensor
     maps: torch.Tensor
     target: torch.Tensor | None
     features: torch.Tensor
+    head: AffineHead | None = None
 
 
 @contextmanager
@@ -77,7 +82,7 @@ def _resolve(model: nn.Module, layer: nn.Module | str, arg: str) -> tuple[str, n
 
 
 class CAMExtractor:
-    """Maps for a CNN whose head is global average pooling + one ``nn.Linear``.
+    """Maps for a CNN whose head is global average pooling + a head affine in the pooled vector.
 
     ``extractor(images, target=None, method="cam", region=1)`` runs one forward pass with a
     forward hook on the feature layer (hooks exist only for that call and are removed even if
@@ -97,6 +102,21 @@ class CAMExtractor:
     no GAP + linear head and a ``ValueError`` names what was found. The found names are kept
     in ``feature_layer_`` and ``classifier_``. An empty batch (N = 0) raises ``ValueError``.
 
+    Beyond GAP + ``Linear``, any head that is affine in the pooled vector gives exact maps
+    (see :mod:`infocam.cam.head`): a ``LayerNorm`` / ``LayerNorm2d`` (per sample: ConvNeXt),
+    an eval-mode ``BatchNorm1d``, a 1 x 1 ``Conv2d`` classifier of the pooled map, several
+    linear heads averaged, or none at all (SqueezeNet: the classifier is a 1 x 1 convolution
+    *before* the pooling, and the map of class ``y`` is channel ``y`` of the last
+    activation). The classifier is then the last ``nn.Linear`` or 1 x 1 ``nn.Conv2d`` run;
+    every layer between the pooling and the logits is checked in float64 against its
+    recorded input and output, and ``head_steps_`` lists them. ``CAMResult.head`` gives the
+    effective weight, per-sample scale and bias: ``maps.mean((-2, -1)) + head.bias`` equals
+    the logits (``target="all"``, ``method="cam"``, ``region=1``). A head that is not affine
+    (an activation, an MLP, a GroupNorm, max / GeM pooling) is refused naming the layer.
+
+    Channels-last features (N, h, w, K) before the pooling (timm's Swin, NesT) are found
+    too: ``channels_last_`` is then True and the features are permuted to (N, K, h, w).
+
     When no module outputs a spatial map before the pooling (``Sequential(AdaptiveAvgPool2d(1),
     Flatten(), Linear)`` applied to a feature map), the features are the pooling layer's
     *input*, taken by a forward pre-hook: ``feature_layer_`` then names the pooling layer and
@@ -107,7 +127,7 @@ class CAMExtractor:
         self,
         model: nn.Module,
         feature_layer: nn.Module | str | None = None,
-        classifier: nn.Linear | str | None = None,
+        classifier: nn.Linear | nn.Conv2d | str | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -117,24 +137,35 @@ class CAMExtractor:
         self.feature_layer_: str | None = None
         self.classifier_: str | None = None
         self.features_from_input_ = False
+        self.channels_last_ = (
+            False  # the feature layer gives (N, h, w, K): permuted to (N, K, h, w)
+        )
         self.between_: list[str] = []  # the layers run between features and classifier
+        self.head_steps_: list[HeadStep] | None = None  # None: GAP + the classifier alone
+        self._leaves: list[tuple[str, nn.Module, Any, Any]] = []  # recorded by _detect
         if feature_layer is not None:
             self.feature_layer_ = _resolve(model, feature_layer, "feature_layer")[0]
         if classifier is not None:
             name, mod = _resolve(model, classifier, "classifier")
-            if not isinstance(mod, nn.Linear):
-                raise TypeError(f"classifier {name!r} must be an nn.Linear; got {type(mod)}")
+            if not _is_classifier(mod):
+                raise TypeError(
+                    f"classifier {name!r} must be an nn.Linear or a 1 x 1 nn.Conv2d; "
+                    f"got {type(mod)}"
+                )
             self.classifier_ = name
 
     # -- detection -------------------------------------------------------------------------
     def _detect(self, images: torch.Tensor) -> None:
         order: list[tuple[str, nn.Module, Any]] = []
         pool_inputs: dict[int, Any] = {}  # index into order -> first input when it is 4-D
+        inputs: dict[int, Any] = {}  # index into order -> first input
 
         def record(name: str):
             def hook(mod: nn.Module, inp: Any, out: Any) -> None:
-                if inp and isinstance(inp[0], torch.Tensor) and inp[0].dim() == 4:
-                    pool_inputs[len(order)] = inp[0]  # a pooling layer's input may be the map
+                first = inp[0] if inp else None
+                if isinstance(first, torch.Tensor) and first.dim() == 4:
+                    pool_inputs[len(order)] = first  # a pooling layer's input may be the map
+                inputs[len(order)] = first
                 order.append((name, mod, out))
 
             return hook
@@ -144,27 +175,38 @@ class CAMExtractor:
         with _hooks(handles), _eval_mode(self.model), torch.no_grad():
             self.model(images)
         if self.classifier_ is None:
-            linears = [(n, o) for n, m, o in order if isinstance(m, nn.Linear)]
+            linears = [(n, o) for n, m, o in order if _is_classifier(m)]
             if not linears:
                 raise ValueError(
                     f"could not find the classifier: {type(self.model).__name__} runs no "
-                    "nn.Linear; pass classifier= (the final linear layer after global pooling)"
+                    "nn.Linear (nor a 1 x 1 nn.Conv2d); pass classifier= (the final linear "
+                    "layer after global pooling)"
                 )
             self.classifier_ = linears[-1][0]
+        fc = dict(self.model.named_modules())[self.classifier_]
+        i_fc = max(i for i, (n, _, _) in enumerate(order) if n == self.classifier_)
+        fc_out = order[i_fc][2]
+        # a convolutional classifier before the pooling (SqueezeNet): the map is its output
+        conv_first = (
+            isinstance(fc, nn.Conv2d)
+            and isinstance(fc_out, torch.Tensor)
+            and fc_out.dim() == 4
+            and fc_out.shape[2] * fc_out.shape[3] > 1
+        )
+        i_end = len(order) if conv_first else i_fc
+        k_in = fc.out_channels if conv_first else _in_features(fc)
         if self.feature_layer_ is None:
-            fc = dict(self.model.named_modules())[self.classifier_]
             # Only maps computed before the global pooling count: after it come (N, K, 1, 1)
             # tensors (the pooled vector, a LayerNorm of it, ...) that are no spatial map.
-            i_fc = max(i for i, (n, _, _) in enumerate(order) if n == self.classifier_)
             pools = [
                 i
-                for i, (_, m, o) in enumerate(order[:i_fc])
+                for i, (_, m, o) in enumerate(order[:i_end])
                 if isinstance(m, _POOLS)
                 and isinstance(o, torch.Tensor)
                 and o.dim() == 4
                 and o.shape[2] * o.shape[3] == 1
             ]
-            end = pools[-1] if pools else i_fc
+            end = pools[-1] if pools else i_end
             spatial = [
                 (n, o) for n, _, o in order[:end] if isinstance(o, torch.Tensor) and o.dim() == 4
             ]
@@ -174,6 +216,7 @@ class CAMExtractor:
                 self.feature_layer_ = order[end][0]
                 self.features_from_input_ = True
                 self.between_ = _leaf_names(order[end:i_fc])
+                self._leaves = _leaves(order[end:], inputs, end)
                 return
             if not spatial:
                 raise ValueError(
@@ -181,7 +224,10 @@ class CAMExtractor:
                     f"{type(self.model).__name__} outputs a (N, K, h, w) tensor before the "
                     f"classifier {self.classifier_!r}; pass feature_layer="
                 )
-            fitting = [(n, o) for n, o in spatial if o.shape[1] == fc.in_features]
+            # channels first (N, K, h, w), or channels last (N, h, w, K: timm's Swin, NesT)
+            fitting = [(n, o) for n, o in spatial if o.shape[1] == k_in or o.shape[3] == k_in]
+            if fitting and fitting[-1][1].shape[1] != k_in:
+                self.channels_last_ = True
             last = (fitting or spatial)[-1][1]
             # The outermost module that returned this very tensor fires its hook last.
             i_feat = max(i for i, (_, _, o) in enumerate(order[:end]) if o is last)
@@ -192,7 +238,8 @@ class CAMExtractor:
             # the plain mean a CAM needs.
             mod, pooled_from = order[i_feat][1], pool_inputs.get(i_feat)
             if (
-                last.shape[2] * last.shape[3] == 1
+                not self.channels_last_
+                and last.shape[2] * last.shape[3] == 1
                 and isinstance(pooled_from, torch.Tensor)
                 and pooled_from.shape[2] * pooled_from.shape[3] > 1
                 and next(mod.parameters(recurse=True), None) is None
@@ -206,33 +253,56 @@ class CAMExtractor:
                 self.feature_layer_ = order[i_feat][0]
                 self.features_from_input_ = True
             # the leaf layers run between the features and the classifier, for messages
-            self.between_ = _leaf_names(order[i_feat + (not self.features_from_input_) : i_fc])
+            first = i_feat + (not self.features_from_input_)
+            self.between_ = _leaf_names(order[first:i_fc])
+            self._leaves = _leaves(order[first:], inputs, first)
+        else:  # a given feature layer: the head is what runs after its last call
+            calls = [i for i, (n, _, _) in enumerate(order) if n == self.feature_layer_]
+            if not calls:
+                raise ValueError(
+                    f"feature_layer {self.feature_layer_!r} is not run by the model's forward pass"
+                )
+            i_feat = calls[-1]
+            first = i_feat + (not self.features_from_input_)
+            self._leaves = _leaves(order[first:], inputs, first)
 
     def _check_head(self, images: torch.Tensor) -> None:
         feats, out = self._forward(images)
         fc = dict(self.model.named_modules())[self.classifier_]
         k = feats.shape[1]
         io = "input" if self.features_from_input_ else "output"
+        kind = "Linear" if isinstance(fc, nn.Linear) else "Conv2d"
         what = (
             f"feature layer {self.feature_layer_!r} ({io} {tuple(feats.shape[1:])}) and "
-            f"classifier {self.classifier_!r} (Linear {fc.in_features} -> {fc.out_features})"
+            f"classifier {self.classifier_!r} ({kind} {_in_features(fc)} -> {_out_features(fc)})"
         )
-        if fc.in_features != k:
-            raise ValueError(
-                f"no GAP + linear head found: {what} do not fit ({k} channels vs "
-                f"in_features={fc.in_features}); pass feature_layer= and classifier="
-            )
-        with torch.no_grad():  # the reference in float64: the model's rounding is all that differs
-            b = None if fc.bias is None else fc.bias.double()
-            pooled = F.linear(feats.double().mean((2, 3)), fc.weight.double(), b)
-        if not _reproduces(out, pooled):
+        self.head_steps_ = None
+        if isinstance(fc, nn.Linear) and fc.in_features == k:
+            # GAP + the classifier alone: the float64 reference, the model's rounding aside
+            with torch.no_grad():
+                b = None if fc.bias is None else fc.bias.double()
+                pooled = F.linear(feats.double().mean((2, 3)), fc.weight.double(), b)
+            if _reproduces(out, pooled):
+                self._probe_head(images, what)
+                return
+        # any other head affine in the pooled vector, walked layer by layer
+        try:
+            with torch.no_grad():
+                steps = walk_head(self._leaves, feats, _reproduces)
+                head = affine_head(steps, feats)
+                ok = _reproduces(out, head.logits(feats))
+        except ValueError as exc:
+            reason = f": {exc}"
+        else:
+            reason = "" if ok else ": something that is not a module changes the logits"
+        if reason:
             raise ValueError(
                 f"no GAP + linear head found: averaging {what} does not reproduce the model's "
-                f"logits{self._between()}; CAMs need logits = Linear(mean_hw(features)) (max, "
-                "avg+max, GeM and attention pooling admit no exact CAM). Pass feature_layer= "
-                "and classifier= if the model has such a head"
+                f"logits{self._between()}{reason}; CAMs need logits affine in mean_hw(features) "
+                "(max, avg+max, GeM and attention pooling admit no exact CAM). Pass "
+                "feature_layer= and classifier= if the model has such a head"
             )
-        self._probe_head(images, what)
+        self.head_steps_ = steps
 
     def _probe_head(self, images: torch.Tensor, what: str) -> None:
         """Check the head with random weights: logits = W_r mean_hw(features) + b_r.
@@ -293,6 +363,8 @@ class CAMExtractor:
                 f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}"
             )
         feats = store.get("features")
+        if self.channels_last_ and isinstance(feats, torch.Tensor) and feats.dim() == 4:
+            feats = feats.permute(0, 3, 1, 2)  # (N, h, w, K) -> (N, K, h, w), a view
         if not isinstance(feats, torch.Tensor) or feats.dim() != 4:
             verb = "get as input" if self.features_from_input_ else "output"
             raise ValueError(
@@ -324,7 +396,7 @@ class CAMExtractor:
                 f"images must hold at least one image (N >= 1); got an empty batch of shape "
                 f"{tuple(x.shape)}"
             )
-        if self.feature_layer_ is None or self.classifier_ is None:
+        if self.feature_layer_ is None or self.classifier_ is None or self._unchecked_conv():
             given = (self.feature_layer_, self.classifier_)
             try:
                 self._detect(x)
@@ -332,24 +404,76 @@ class CAMExtractor:
             except BaseException:
                 # a pair that failed its check is not kept: the next call detects again
                 self.feature_layer_, self.classifier_ = given
-                self.features_from_input_ = False
+                self.features_from_input_ = self.channels_last_ = False
                 self.between_ = []
+                self.head_steps_ = None
                 raise
         feats, logits = self._forward(x)
-        fc = dict(self.model.named_modules())[self.classifier_]
         t = logits.argmax(1) if target is None else target
+        head = self._head(feats, logits)
         maps = class_activation_maps(
-            feats, fc.weight, t, method, region, logits, region_padding=region_padding
+            feats, head.weight, t, method, region, logits, region_padding=region_padding
         )
+        if head.scale is not None:  # a positive per-sample scale (LayerNorm's 1 / sigma)
+            maps = maps * head.scale.to(maps.dtype).reshape(-1, *[1] * (maps.dim() - 1))
         t_out = None if isinstance(t, str) else torch.as_tensor(t, device=logits.device)
-        return CAMResult(logits=logits, maps=maps, target=t_out, features=feats)
+        return CAMResult(logits=logits, maps=maps, target=t_out, features=feats, head=head)
+
+    def _unchecked_conv(self) -> bool:
+        """A given 1 x 1 convolution classifier whose head has not been walked yet."""
+        fc = dict(self.model.named_modules()).get(self.classifier_)
+        return isinstance(fc, nn.Conv2d) and self.head_steps_ is None
+
+    def _head(self, feats: torch.Tensor, logits: torch.Tensor) -> AffineHead:
+        """This batch's head; a walked head must reproduce this batch's logits too."""
+        fc = dict(self.model.named_modules())[self.classifier_]
+        if self.head_steps_ is None:
+            n, m = logits.shape
+            b = fc.bias if fc.bias is not None else torch.zeros(m, device=logits.device)
+            return AffineHead(weight=fc.weight, bias=b.detach().double().expand(n, m))
+        with torch.no_grad():
+            head = affine_head(self.head_steps_, feats)
+            if not _reproduces(logits, head.logits(feats)):
+                raise ValueError(
+                    f"the head after feature layer {self.feature_layer_!r} no longer reproduces "
+                    "the model's logits on this batch (was the model changed?); make a new "
+                    "CAMExtractor"
+                )
+        return head
 
     def __repr__(self) -> str:
         inp = ", features_from_input=True" if self.features_from_input_ else ""
+        inp += ", channels_last=True" if self.channels_last_ else ""
         return (
             f"CAMExtractor(model={type(self.model).__name__}, "
             f"feature_layer={self.feature_layer_!r}{inp}, classifier={self.classifier_!r})"
         )
+
+
+def _is_classifier(mod: nn.Module) -> bool:
+    """An ``nn.Linear``, or a 1 x 1 ``nn.Conv2d`` (a convolutional classifier)."""
+    return isinstance(mod, nn.Linear) or (
+        isinstance(mod, nn.Conv2d) and mod.kernel_size == (1, 1) and mod.groups == 1
+    )
+
+
+def _in_features(mod: nn.Module) -> int:
+    return mod.in_features if isinstance(mod, nn.Linear) else mod.in_channels
+
+
+def _out_features(mod: nn.Module) -> int:
+    return mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
+
+
+def _leaves(
+    order: list[tuple[str, nn.Module, Any]], inputs: dict[int, Any], offset: int
+) -> list[tuple[str, nn.Module, Any, Any]]:
+    """``(name, module, first input, output)`` of each leaf call in a slice of the order."""
+    return [
+        (n, m, inputs.get(offset + i), o)
+        for i, (n, m, o) in enumerate(order)
+        if next(m.children(), None) is None
+    ]
 
 
 def _leaf_names(order: list[tuple[str, nn.Module, Any]]) -> list[str]:
