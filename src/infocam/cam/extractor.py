@@ -18,9 +18,12 @@ from torch import nn
 
 from infocam._validation import as_tensor, check_floating
 from infocam.cam.maps import (
+    DEFAULT_REGION_PADDING,
+    LeastLikely,
     Method,
     RegionPadding,
     _check_method,
+    check_least_likely,
     check_region,
     class_activation_maps,
 )
@@ -309,10 +312,12 @@ class CAMExtractor:
         method: Method = "cam",
         region: int = 1,
         *,
-        region_padding: RegionPadding = "same",
+        region_padding: RegionPadding = DEFAULT_REGION_PADDING,
+        least_likely: LeastLikely = "global",
     ) -> CAMResult:
         _check_method(method)
         check_region(region, region_padding)
+        check_least_likely(least_likely)
         x = check_floating(as_tensor(images, "images"), "images")
         if x.dim() != 4:
             raise ValueError(f"images must have shape (N, C, H, W); got {tuple(x.shape)}")
@@ -339,7 +344,14 @@ class CAMExtractor:
         fc = dict(self.model.named_modules())[self.classifier_]
         t = logits.argmax(1) if target is None else target
         maps = class_activation_maps(
-            feats, fc.weight, t, method, region, logits, region_padding=region_padding
+            feats,
+            fc.weight,
+            t,
+            method,
+            region,
+            logits,
+            region_padding=region_padding,
+            least_likely=least_likely,
         )
         t_out = None if isinstance(t, str) else torch.as_tensor(t, device=logits.device)
         return CAMResult(logits=logits, maps=maps, target=t_out, features=feats)
