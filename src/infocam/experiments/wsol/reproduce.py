@@ -242,7 +242,7 @@ def reproduce_wsol(
                 "the paper's numbers come from the other protocol)"
                 if proto == "selected"
                 else "Protocol 'paper' (fixed: threshold 0.2, CAM r = 1, infoCAM r = the "
-                "paper's R), beside the paper's Table 4"
+                "paper's R)" + (", beside the paper's Table 4" if dataset in PAPER_TABLE4 else "")
             )
             rows_table = format_table(rows[proto], dataset if proto == "paper" else None)
             tables.append(f"{title}\n\n{rows_table}")
