@@ -87,6 +87,8 @@ class CAMExtractor:
     the model raises), in eval mode (each module's train/eval flag is restored afterwards), and
     returns a :class:`CAMResult` with ``.logits`` (N, M) and ``.maps`` at feature resolution.
     ``target=None`` uses the top-1 prediction; ``target="all"`` gives every class's map.
+    The keywords ``region_padding`` (default ``"centered"``) and ``least_likely`` (``"global"``
+    or ``"region"``, infoCAM+'s Eq. 15) are those of :func:`~infocam.class_activation_maps`.
 
     When ``feature_layer`` / ``classifier`` are not given they are found on the first call: the
     classifier is the last ``nn.Linear`` executed, the feature layer the outermost module that

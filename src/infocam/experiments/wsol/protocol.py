@@ -204,7 +204,7 @@ _COMMON_SOURCES = {
     "6.1 rule ('more than 20% of the maximum')",
     "eval_protocols": "'selected': ours (no selection on test data); 'paper': the paper's fixed "
     "settings, Sec. 6.1 (see each run's settings_sources)",
-    "seed": "command line (--seed)",
+    "seed": "ours: --seed (default 0); the paper gives none",
     "selection": SELECTED_SOURCE,
 }
 _DATASET_SOURCES = {
