@@ -411,3 +411,17 @@ def test_least_likely_and_normalize_reach_the_evaluation():
     assert hits == {"global": 0.0, "region": 100.0}
     out = evaluate_wsol(model, data, data, regions=(1,), least_likely="region", normalize="max")
     assert out["val_grid"]["least_likely"] == "region" and out["val_grid"]["normalize"] == "max"
+
+
+def test_protocol_sources_name_the_paper_ours_or_the_command_line():
+    from infocam.experiments.wsol.protocol import protocol_sources
+
+    values = {"selection": "none", "eval_protocols": ["paper"], "train": {"epochs": 1, "lr": 0.1},
+              "archs": ["vgg16_gap"], "n": {}, "image_size": 224}  # fmt: skip
+    src = protocol_sources("cub", values, {"image_size": True}, {"lr": 0.2})
+    assert src["selection"].startswith("paper Sec. 6.1")
+    assert src["train"] == {"epochs": src["train"]["epochs"], "lr": "command line (--lr)"}
+    assert "ADL" in src["train"]["epochs"] and src["image_size"] == "command line"
+    assert src["archs"].startswith("paper Sec. 6.1") and src["n"].startswith("paper Sec. 6.1")
+    selected = protocol_sources("cluttered-digits", {**values, "eval_protocols": ["selected"]})
+    assert selected["selection"].startswith("ours") and selected["archs"].startswith("ours")

@@ -244,6 +244,8 @@ def protocol_sources(
     out: dict[str, Any] = {}
     for key, value in values.items():
         source = "command line" if given.get(key) else known.get(key, "ours")
+        if key == "selection" and "selected" not in values.get("eval_protocols", ["selected"]):
+            source = "paper Sec. 6.1: fixed region R and threshold, nothing selected"
         if key == "train" and isinstance(value, dict):
             overrides = train_overrides or {}
             out[key] = {

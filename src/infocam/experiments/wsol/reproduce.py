@@ -213,7 +213,9 @@ def reproduce_wsol(
             "normalize": normalize,
             "eval_protocols": list(protos),
             "seed": seed,
-            "selection": "region and threshold per method: best GT-known Loc on val",
+            "selection": "region and threshold per method: best GT-known Loc on val"
+            if "selected" in protos
+            else "none: the paper's fixed settings (validation not read)",
         }
         given = {
             "archs": archs != tuple(protocol["archs"]),
