@@ -55,7 +55,7 @@ def _reference(feats, weight, target, method, region, logits=None, padding="same
 @pytest.mark.parametrize("region", [1, 2, 3, 4, 5])
 def test_maps_match_float64_reference(method, region):
     feats, weight, target = _data()
-    got = class_activation_maps(feats, weight, target, method, region)
+    got = class_activation_maps(feats, weight, target, method, region, region_padding="same")
     ref = _reference(feats, weight, target, method, region)
     assert got.shape == (3, 6, 7)
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-10)
@@ -67,7 +67,7 @@ def test_same_padding_equals_torch_conv_same(region):
     maps = torch.randn(2, 5, 6, dtype=torch.float64)
     kernel = torch.ones(1, 1, region, region, dtype=torch.float64)
     ref = F.conv2d(maps.unsqueeze(1), kernel, padding="same").squeeze(1)
-    torch.testing.assert_close(region_filter(maps, region), ref)
+    torch.testing.assert_close(region_filter(maps, region, "same"), ref)
 
 
 @pytest.mark.parametrize("method", ["cam", "infocam", "infocam+"])
@@ -505,3 +505,135 @@ def test_tiny_input_with_a_convolutional_one_by_one_map_is_still_a_map():
     ext = CAMExtractor(model)
     res = ext(torch.randn(2, 3, 32, 32))
     assert ext.feature_layer_ == "layer4" and res.maps.shape[-2:] == (1, 1)
+
+
+# --------------------------------------------------------------------------- issue 14
+
+
+def _window_sum(x, region, padding):
+    """float64 loops: each cell's region sum of x (..., h, w), as the paper's R is placed."""
+    h, w = x.shape[-2:]
+    if padding == "full":
+        out = np.zeros((*x.shape[:-2], h + region - 1, w + region - 1))
+        for i in range(h + region - 1):
+            for j in range(w + region - 1):
+                rows = slice(max(i - region + 1, 0), min(i + 1, h))
+                cols = slice(max(j - region + 1, 0), min(j + 1, w))
+                out[..., i, j] = x[..., rows, cols].sum((-2, -1))
+        return out
+    if padding == "same":  # torch's: the extra cell of an even window goes right/down
+        anchors = [(region - 1) // 2]
+    else:  # "centered": the mean of the windows anchored either way
+        anchors = sorted({(region - 1) // 2, region // 2})
+    out = np.zeros_like(x)
+    for up in anchors:
+        for left in anchors:
+            for i in range(h):
+                for j in range(w):
+                    rows = slice(max(i - up, 0), max(min(i - up + region, h), 0))
+                    cols = slice(max(j - left, 0), max(min(j - left + region, w), 0))
+                    out[..., i, j] += x[..., rows, cols].sum((-2, -1)) / len(anchors) ** 2
+    return out
+
+
+def _per_region_reference(feats, weight, target, region, padding):
+    """Eq. 15 literally: per cell, y' = argmin_m of the region sum of w^m g, then the region
+    sum of w^y g - w^{y'} g (float64 loops over cells and classes)."""
+    f = feats.numpy().astype(np.float64)
+    w = weight.numpy().astype(np.float64)
+    out = []
+    for i, y in enumerate(target):
+        sums = np.stack([_window_sum(np.tensordot(w[m], f[i], (0, 0)), region, padding)
+                         for m in range(w.shape[0])])  # fmt: skip
+        least = sums.argmin(0)  # the least likely class of each region
+        cell = np.zeros(sums.shape[1:])
+        for a in range(cell.shape[0]):
+            for b in range(cell.shape[1]):
+                c = w[y] - w[least[a, b]]
+                cell[a, b] = _window_sum(np.tensordot(c, f[i], (0, 0)), region, padding)[a, b]
+        out.append(cell)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("padding", ["centered", "same", "full"])
+@pytest.mark.parametrize("region", [1, 2, 3, 4])
+def test_least_likely_per_region_matches_eq15_float64_loops(region, padding):
+    feats, weight, target = _data(m=5)
+    got = class_activation_maps(
+        feats, weight, target, "infocam+", region, region_padding=padding, least_likely="region"
+    )
+    ref = _per_region_reference(feats, weight, target.tolist(), region, padding)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-10)
+    # every class's map at once is the same, row by row
+    every = class_activation_maps(
+        feats, weight, "all", "infocam+", region, region_padding=padding, least_likely="region"
+    )
+    torch.testing.assert_close(every[torch.arange(3), target], got)
+    # and it is not the global rule (one least likely class per image) on these features
+    glob = class_activation_maps(feats, weight, target, "infocam+", region, region_padding=padding)
+    assert not torch.allclose(got, glob)
+
+
+def test_least_likely_global_is_the_default_and_the_logits_argmin():
+    feats, weight, target = _data(m=5)
+    plain = class_activation_maps(feats, weight, target, "infocam+", 3)
+    glob = class_activation_maps(feats, weight, target, "infocam+", 3, least_likely="global")
+    torch.testing.assert_close(plain, glob)
+    # cam / infocam do not depend on it
+    for method in ("cam", "infocam"):
+        a = class_activation_maps(feats, weight, target, method, 3, least_likely="region")
+        torch.testing.assert_close(a, class_activation_maps(feats, weight, target, method, 3))
+    with pytest.raises(ValueError, match="least_likely must be one of"):
+        class_activation_maps(feats, weight, target, "infocam+", least_likely="local")
+
+
+def test_extractor_passes_least_likely_and_half_inputs_accumulate_in_float32():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(6, 5),
+    )  # fmt: skip
+    x = torch.randn(2, 3, 8, 8)
+    ext = CAMExtractor(model)
+    res = ext(x, [1, 2], "infocam+", 2, least_likely="region")
+    ref = class_activation_maps(res.features, model[4].weight, [1, 2], "infocam+", 2,
+                                least_likely="region")  # fmt: skip
+    torch.testing.assert_close(res.maps, ref)
+    assert not torch.allclose(res.maps, ext(x, [1, 2], "infocam+", 2).maps)
+    with pytest.raises(ValueError, match="least_likely"):
+        ext(x, [1, 2], "infocam+", least_likely="pixel")
+    half = class_activation_maps(res.features.half(), model[4].weight.half(), [1, 2],
+                                 "infocam+", 2, least_likely="region")  # fmt: skip
+    assert half.dtype == torch.float32
+
+
+def test_even_regions_are_centred_by_default_everywhere():
+    from infocam.cam import DEFAULT_REGION_PADDING
+    from infocam.cli import build_parser
+    from infocam.experiments.localize import iter_localize_images
+    from infocam.experiments.wsol import reproduce_wsol
+    from infocam.experiments.wsol_eval import WSOLEvalOptions
+
+    assert DEFAULT_REGION_PADDING == "centered"
+    feats, weight, target = _data()
+    plain = class_activation_maps(feats, weight, target, "infocam")
+    got = class_activation_maps(feats, weight, target, "infocam", 4)
+    torch.testing.assert_close(got, region_filter(plain, 4, "centered"))
+    assert not torch.allclose(got, region_filter(plain, 4, "same"))
+    torch.testing.assert_close(region_filter(plain, 2), region_filter(plain, 2, "centered"))
+    # odd windows: the two agree, so numbers at odd r did not change
+    torch.testing.assert_close(region_filter(plain, 3), region_filter(plain, 3, "same"))
+    # one default: every entry point refers to it
+    import inspect
+
+    for fn, name in ((CAMExtractor.__call__, "region_padding"),
+                     (iter_localize_images, "region_padding"),
+                     (reproduce_wsol, "region_padding")):  # fmt: skip
+        assert inspect.signature(fn).parameters[name].default == DEFAULT_REGION_PADDING
+    assert WSOLEvalOptions().region_padding == DEFAULT_REGION_PADDING
+    parser = build_parser()
+    for argv in (["localize", "x.png", "--arch", "a", "--out", "o"], ["evaluate", "run"],
+                 ["reproduce", "wsol"]):  # fmt: skip
+        args = parser.parse_args(argv)
+        assert args.region_padding == DEFAULT_REGION_PADDING, argv
+        assert args.least_likely == "global" and args.normalize == "minmax", argv

@@ -378,3 +378,26 @@ def test_memory_is_flat_in_the_number_of_images(tmp_path):
     # Each result kept its image and 3 panels (1.7 MiB at 384 px) and a new grid figure per
     # image stayed until a cyclic garbage collection: 15 more images left ~75 MiB more (now ~0).
     assert eighteen - three < 25, (three, eighteen)
+
+
+def test_least_likely_and_normalize_reach_the_maps_and_boxes(files, tmp_path, capsys, monkeypatch):
+    import infocam.experiments.localize as localize
+
+    seen = {"least_likely": set(), "normalize": set(), "padding": set()}
+    cams, boxes = localize.class_activation_maps, localize.boxes_from_maps
+
+    def cam_spy(*args, **kwargs):
+        seen["least_likely"].add(kwargs.get("least_likely"))
+        seen["padding"].add(kwargs.get("region_padding"))
+        return cams(*args, **kwargs)
+
+    def box_spy(maps, threshold, **kwargs):
+        seen["normalize"].add(kwargs.get("normalize"))
+        return boxes(maps, threshold, **kwargs)
+
+    monkeypatch.setattr(localize, "class_activation_maps", cam_spy)
+    monkeypatch.setattr(localize, "boxes_from_maps", box_spy)
+    argv = [*_base(files, tmp_path / "a"), str(files / "cat.png")]
+    assert main([*argv, "--least-likely", "region", "--normalize", "max"]) == 0
+    assert seen == {"least_likely": {"region"}, "normalize": {"max"}, "padding": {"centered"}}
+    capsys.readouterr()

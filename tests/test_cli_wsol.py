@@ -21,16 +21,24 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("dataset", ["cub", "tiny-imagenet"])
-def test_reproduce_on_dataset_fixtures(dataset, tmp_path, capsys):
+def test_reproduce_on_dataset_fixtures(dataset, tmp_path, capsys, monkeypatch):
+    from infocam.experiments.wsol import PAPER_EVAL
+
+    # the paper gives R for VGG16 / ResNet50 only: lend the small test backbone one
+    monkeypatch.setitem(PAPER_EVAL["region"][dataset], "small_gap_cnn", (2, "test value"))
     if dataset == "cub":
         root = write_cub_fixture(tmp_path / "data", n_classes=3, train_per_class=2)
     else:
         root = write_tiny_imagenet_fixture(tmp_path / "data", n_classes=3, train_per_class=2)
     out = tmp_path / "out"
     argv = ["reproduce", "wsol", "--dataset", dataset, "--data-root", str(root), *QUICK]
-    assert main([*argv, "--out", str(out)]) == 0
+    assert main([*argv, "--protocol", "both", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "paper GT-known" in printed and "infoCAM+ (ADL)" in printed
+    # both tables; the paper's numbers beside the paper protocol's only
+    selected, paper = printed.split("Protocol 'paper'")
+    assert "paper GT-known" not in selected and "infoCAM+ (ADL)" in selected
+    assert "paper GT-known" in paper and "infoCAM+ (ADL)" in paper
+    assert "| small_gap_cnn | infoCAM+ | " in paper and "| 2 | 0.20 |" in paper
     saved = json.loads((out / "results.json").read_text())
     assert saved["protocol"]["archs"] == ["small_gap_cnn"]
     assert saved["protocol"]["n"]["val"] + saved["protocol"]["n"]["test"] == 12
@@ -69,6 +77,13 @@ def test_train_then_evaluate(tmp_path, capsys):
     }
     assert res["n_val"] == 16 and res["n_test"] == 16
     assert (run / "eval" / "figure.png").is_file()
+    # the paper protocol: fixed settings, written beside the selected one
+    assert main(["evaluate", str(run), "--protocol", "paper", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| small_gap_cnn | infoCAM+ |" in printed and "| 3 | 0.20 |" in printed
+    paper = json.loads((run / "eval-paper" / "results.json").read_text())
+    assert paper["protocol"] == "paper" and paper["settings"]["infocam"]["region"] == 3
+    assert json.loads((run / "eval" / "results.json").read_text()) == res  # untouched
     ckpt = torch.load(run / "best.pt", weights_only=True)
     assert ckpt["model"]["fc.weight"].shape == (10, 128)
     # the README's train-then-localize: the 1-channel model is fed grayscale [0, 1] pixels
@@ -119,12 +134,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
           "--n-val", "4", "--n-test", "4", "--out", str(tmp_path / "r")], "unknown model"),
         (["reproduce", "wsol", "--weights", "vgg16_gap=x.pt"], "not one of"),
         (["evaluate", str(tmp_path), "--checkpoint", "last"], "wsol.json"),
+        (["reproduce", "wsol", "--arch", "resnet18_gap", "--protocol", "paper", "--out",
+          str(tmp_path / "p")], "no region R for 'resnet18_gap'"),
     ]  # fmt: skip
     for argv, needle in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and needle in err, (argv, err)
-    for bad in (["--regions", "0"], ["--thresholds", "1.5"]):
+    assert not (tmp_path / "p").exists()  # refused before any data loads or folder is made
+    for bad in (["--regions", "0"], ["--thresholds", "1.5"], ["--protocol", "test"],
+                ["--least-likely", "pixel"], ["--normalize", "range"]):  # fmt: skip
         with pytest.raises(SystemExit) as exc:
             main(["reproduce", "wsol", *bad])
         assert exc.value.code == 2

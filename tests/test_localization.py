@@ -284,7 +284,11 @@ def test_threshold_errors_name_what_came():
 
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
-    [({"threshold": 0.3}, r"threshold 0\.2 vs 0\.3"), ({"iou_threshold": 0.7}, r"0\.5 vs 0\.7")],
+    [
+        ({"threshold": 0.3}, r"threshold 0\.2 vs 0\.3"),
+        ({"iou_threshold": 0.7}, r"0\.5 vs 0\.7"),
+        ({"normalize": "max"}, r"normalize 'minmax' vs 'max'"),
+    ],
 )
 def test_localization_evaluator_merge_refuses_other_settings(kwargs, needle):
     maps, gt, target, logits = _blob_maps()
@@ -315,3 +319,71 @@ def test_upsample_mode_and_size_are_checked():
         upsample_maps(m, (2.5, 3))  # was truncated to 2
     with pytest.raises(ValueError, match="got 3 values"):
         upsample_maps(m, (2, 3, 4))
+
+
+# ------------------------------------------------------------------ normalize="max" (issue 14)
+
+
+def test_normalize_max_is_the_share_of_the_maximum_float64_reference():
+    g = torch.Generator().manual_seed(0)
+    maps = torch.randn(4, 9, 11, generator=g, dtype=torch.float64)
+    maps[2] = -maps[2].abs()  # no positive value: nothing is kept
+    maps[3] = maps[3].abs() + 1  # minimum > 0: min-max stretches it, "max" does not
+    got = normalize_maps(maps, "max")
+    x = maps.numpy()
+    for i in range(4):
+        top = x[i].max()
+        ref = np.maximum(x[i], 0) / top if top > 0 else np.zeros_like(x[i])
+        np.testing.assert_allclose(got[i].numpy(), ref, rtol=1e-12, atol=0)
+    assert float(got.min()) >= 0 and float(got.max()) <= 1
+    # the default is min-max (wsolevaluation's), unchanged
+    torch.testing.assert_close(normalize_maps(maps), normalize_maps(maps, "minmax"))
+    lo = maps.amin((1, 2), keepdim=True)
+    ref = (maps - lo) / (maps.amax((1, 2), keepdim=True) - lo)
+    torch.testing.assert_close(normalize_maps(maps), ref)
+
+
+def test_boxes_max_keeps_values_over_a_share_of_the_maximum_never_negatives():
+    # a signed map: background 0, a blob at 1, one pixel at -1 (minimum != 0)
+    m = torch.zeros(1, 20, 20)
+    m[0, 5:10, 6:12] = 1.0
+    m[0, 18, 18] = -1.0
+    # min-max: the background (0) becomes 0.5 > 0.2: the box is nearly the whole map
+    assert boxes_from_maps(m, 0.2).tolist() == [[0, 0, 19, 19]]
+    # the paper's rule: > 0.2 x max keeps the blob only
+    assert boxes_from_maps(m, 0.2, normalize="max").tolist() == [[6, 5, 11, 9]]
+    # equal when the minimum is 0
+    pos = m.clamp(min=0)
+    assert boxes_from_maps(pos, 0.2).tolist() == boxes_from_maps(pos, 0.2, normalize="max").tolist()
+    # a map with no positive value keeps nothing, however the threshold is set
+    assert boxes_from_maps(-m.abs() - 1, 0.0, normalize="max").tolist() == [[0, 0, 0, 0]]
+    # kept iff map > t * max, pixel by pixel (float64 reference)
+    g = torch.Generator().manual_seed(1)
+    r = torch.randn(1, 30, 30, generator=g, dtype=torch.float64)
+    for t in (0.0, 0.2, 0.5):
+        mask = (r[0] > t * r[0].max()).numpy()
+        assert boxes_from_maps(r, t, normalize="max")[0].tolist() == _scipy_box(mask)
+
+
+def test_normalize_is_checked_and_reaches_the_evaluator():
+    m = torch.zeros(1, 20, 20)
+    m[0, 5:10, 6:12] = 1.0
+    m[0, 18, 18] = -1.0
+    gt = torch.tensor([[6, 5, 11, 9]])
+    target, logits = torch.tensor([0]), torch.tensor([[1.0, 0.0]])
+    mm = LocalizationEvaluator(0.2)
+    mx = LocalizationEvaluator(0.2, normalize="max")
+    mm.update(m, gt, target, logits)
+    mx.update(m, gt, target, logits)
+    assert mm.compute()["gt_known_loc"] == 0.0 and mx.compute()["gt_known_loc"] == 100.0
+    for bad in ("range", None, 1):
+        with pytest.raises(ValueError, match=r"normalize must be one of \('minmax', 'max'\)"):
+            normalize_maps(m, bad)
+        with pytest.raises(ValueError, match="normalize must be one of"):
+            boxes_from_maps(m, normalize=bad)
+        with pytest.raises(ValueError, match="normalize must be one of"):
+            LocalizationEvaluator(normalize=bad)
+    with pytest.raises(ValueError, match="maps"):
+        normalize_maps(torch.tensor([[[1.0, float("nan")]]]), "max")
+    with pytest.raises(ValueError, match="maps"):
+        normalize_maps(torch.tensor([[[1.0, float("-inf")]]]), "max")

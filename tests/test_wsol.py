@@ -10,14 +10,18 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from infocam.experiments.wsol import (
+    PAPER_EVAL,
     PAPER_TABLE4,
     build_wsol_model,
     evaluate_run,
     format_table,
     load_trained,
     load_wsol_data,
+    paper_settings,
     reproduce_wsol,
 )
+from infocam.experiments.wsol.datasets import WSOLData
+from infocam.experiments.wsol.protocol import eval_protocols
 from infocam.experiments.wsol_eval import (
     BoxSetting,
     WSOLEvalOptions,
@@ -211,6 +215,7 @@ def tiny_run(tmp_path_factory, one_thread_module):
         train_overrides={"epochs": 1, "batch_size": 32},
         regions=(1, 3),
         thresholds=(0.2, 0.5),
+        protocol="both",
         quiet=True,
         log=lambda *a: None,
     )
@@ -239,12 +244,48 @@ def test_one_epoch_train_and_evaluate_on_cluttered_digits(tiny_run):
             assert run["settings"][m]["threshold"] in (0.2, 0.5)
             grid = run["val_grid"]["gt_known_loc"][m]
             assert run["settings"][m]["val_gt_known_loc"] == max(max(row) for row in grid)
-    table = (out / "table.md").read_text().splitlines()
-    assert len(table) == 2 + 6 and "infoCAM+ (ADL)" in table[-1]
-    assert "| MaxBoxAccV2 | PxAP |" in table[0]
+    text = (out / "table.md").read_text()
+    assert "| MaxBoxAccV2 | PxAP |" in text
+    selected, paper = text.split("Protocol 'paper'")
+    for part in (selected, paper):
+        rows = [line for line in part.splitlines() if line.startswith("| small_gap_cnn")]
+        assert len(rows) == 6 and "infoCAM+ (ADL)" in rows[-1]
     for sub in ("small_gap_cnn", "small_gap_cnn_adl"):
         assert (out / sub / "best.pt").is_file()
         assert (out / sub / "eval" / "results.json").is_file()
+        assert (out / sub / "eval-paper" / "results.json").is_file()
+
+
+def test_paper_protocol_in_a_whole_run_fixed_settings_and_every_value_sourced(tiny_run):
+    out, _ = tiny_run
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["protocol"]["eval_protocols"] == ["selected", "paper"]
+    paper_runs = saved["paper_protocol"]["runs"]
+    assert [(r["model"], r["adl"]) for r in paper_runs] == [
+        ("small_gap_cnn", False),
+        ("small_gap_cnn", True),
+    ]
+    for run, sel in zip(paper_runs, saved["runs"], strict=True):
+        assert run["protocol"] == "paper" and "val_grid" not in run
+        assert {m: (s["region"], s["threshold"]) for m, s in run["settings"].items()} == {
+            "cam": (1, 0.2),
+            "infocam": (3, 0.2),
+            "infocam+": (3, 0.2),
+        }
+        assert all(s["val_gt_known_loc"] is None for s in run["settings"].values())
+        for m, src in run["settings_sources"].items():
+            assert src["threshold"]["value"] == 0.2 and "Sec. 6.1" in src["threshold"]["source"]
+            assert src["region"]["value"] == run["settings"][m]["region"]
+        # the same trained model: classification agrees between the two protocols
+        assert run["test"]["cam"]["top1_cls"] == sel["test"]["cam"]["top1_cls"]
+    # every protocol value has a source
+    assert set(saved["sources"]) == set(saved["protocol"])
+    assert set(saved["sources"]["train"]) == set(saved["protocol"]["train"])
+    assert saved["sources"]["train"]["epochs"] == "command line (--epochs)"
+    assert saved["sources"]["least_likely"].startswith("'global'")
+    assert all(
+        isinstance(v, str) and v for v in saved["sources"].values() if not isinstance(v, dict)
+    )
 
 
 def test_evaluate_a_saved_run_gives_the_same_scores(tiny_run):
@@ -255,6 +296,9 @@ def test_evaluate_a_saved_run_gives_the_same_scores(tiny_run):
         model, run.data(), None, regions=(1, 3), thresholds=(0.2, 0.5), figure_rows=0
     )
     assert res["test"] == summary["runs"][0]["test"]
+    fixed = paper_settings("cluttered-digits", "small_gap_cnn", ("cam", "infocam", "infocam+"))
+    res = evaluate_run(model, run.data(), None, figure_rows=0, settings=fixed[0])
+    assert res["test"] == summary["paper_protocol"]["runs"][0]["test"]
 
 
 def test_cluttered_data_and_model_shapes():
@@ -335,3 +379,92 @@ def test_region_and_threshold_grid_takes_numpy_numbers_and_names_the_bad_entry()
     for regions, thresholds in [([], [0.2]), ([1], ()), ("1", [0.2])]:
         with pytest.raises(ValueError, match="must be a non-empty list"):
             _check_grid(regions, thresholds)
+
+
+# --------------------------------------------------------------------- the paper protocol
+
+
+class _Untouchable(_Images):
+    def __getitem__(self, i: int):
+        raise AssertionError("the paper protocol must not read the validation split")
+
+
+def test_paper_settings_are_the_papers_table_with_sources():
+    methods = ("cam", "infocam", "infocam+")
+    expect = {("cub", "vgg16_gap"): 5, ("cub", "resnet50_gap"): 4,
+              ("tiny-imagenet", "vgg16_gap"): 3, ("tiny-imagenet", "resnet50_gap"): 3}  # fmt: skip
+    for (dataset, arch), r in expect.items():
+        settings, sources = paper_settings(dataset, arch, methods)
+        assert {m: (s.region, s.threshold) for m, s in settings.items()} == {
+            "cam": (1, 0.2),
+            "infocam": (r, 0.2),
+            "infocam+": (r, 0.2),
+        }
+        assert "Sec. 6.1" in sources["infocam"]["region"]["source"]
+    assert PAPER_EVAL["threshold"][0] == 0.2
+    with pytest.raises(ValueError, match="no region R for 'resnet18_gap' on cub"):
+        paper_settings("cub", "resnet18_gap", methods)
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        eval_protocols("test")
+    assert eval_protocols("both") == ("selected", "paper")
+
+
+def test_paper_protocol_fixes_the_settings_and_never_reads_validation():
+    model = _known_model()
+    data = WSOLData(
+        dataset="cub", train=_Images(1, CORE), val=_Untouchable(3, CORE), test=_Images(4, HALO),
+        num_classes=2, classes=["a", "b"], image_size=32, in_channels=1,
+    )  # fmt: skip
+    fixed = {m: BoxSetting(1, 0.2) for m in ("cam", "infocam", "infocam+")}
+    res = evaluate_run(model, data, None, settings=fixed, figure_rows=0)
+    assert res["protocol"] == "paper" and "val_grid" not in res
+    # threshold 0.2 keeps the halo (0.5 of the max): every method hits the halo box
+    assert all(t["gt_known_loc"] == 100.0 for t in res["test"].values())
+    assert res["settings"]["cam"] == {"region": 1, "threshold": 0.2, "val_gt_known_loc": None}
+    with pytest.raises(AssertionError, match="must not read"):
+        evaluate_run(model, data, None, figure_rows=0)  # the selected protocol does
+
+
+def test_least_likely_and_normalize_reach_the_evaluation():
+    """A signed map (halo 0.5, core 1, the rest 0 except one -1 pixel): min-max keeps the
+    background at threshold 0.2, "max" keeps the halo box only."""
+    model, data = _known_model(), _Images(2, HALO)
+    data.img = data.img.clone()
+    data.img[0, 31, 31] = -1.0
+    setting = {"cam": BoxSetting(1, 0.2)}
+    scores = {}
+    for norm in ("minmax", "max"):
+        res, ex = evaluate_localization(model, data, setting, normalize=norm, keep=1)
+        scores[norm] = (res["cam"]["gt_known_loc"], ex["boxes"]["cam"][0])
+    assert scores == {"minmax": (0.0, [0, 0, 31, 31]), "max": (100.0, [8, 8, 23, 23])}
+    assert WSOLEvalOptions().normalize == "minmax" and WSOLEvalOptions().least_likely == "global"
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        WSOLEvalOptions(normalize="range")
+    with pytest.raises(ValueError, match="least_likely must be one of"):
+        WSOLEvalOptions(least_likely="pixel")
+    # infoCAM+ of class 0 with classes (x, -x): global 2x (the -1 pixel stays, min-max keeps
+    # the background); per region x - min(x, -x) = max(2x, 0) (minimum 0: the halo only)
+    plus = {"infocam+": BoxSetting(1, 0.2)}
+    hits = {
+        rule: evaluate_localization(model, data, plus, least_likely=rule)[0]["infocam+"][
+            "gt_known_loc"
+        ]
+        for rule in ("global", "region")
+    }
+    assert hits == {"global": 0.0, "region": 100.0}
+    out = evaluate_wsol(model, data, data, regions=(1,), least_likely="region", normalize="max")
+    assert out["val_grid"]["least_likely"] == "region" and out["val_grid"]["normalize"] == "max"
+
+
+def test_protocol_sources_name_the_paper_ours_or_the_command_line():
+    from infocam.experiments.wsol.protocol import protocol_sources
+
+    values = {"selection": "none", "eval_protocols": ["paper"], "train": {"epochs": 1, "lr": 0.1},
+              "archs": ["vgg16_gap"], "n": {}, "image_size": 224}  # fmt: skip
+    src = protocol_sources("cub", values, {"image_size": True}, {"lr": 0.2})
+    assert src["selection"].startswith("paper Sec. 6.1")
+    assert src["train"] == {"epochs": src["train"]["epochs"], "lr": "command line (--lr)"}
+    assert "ADL" in src["train"]["epochs"] and src["image_size"] == "command line"
+    assert src["archs"].startswith("paper Sec. 6.1") and src["n"].startswith("paper Sec. 6.1")
+    selected = protocol_sources("cluttered-digits", {**values, "eval_protocols": ["selected"]})
+    assert selected["selection"].startswith("ours") and selected["archs"].startswith("ours")

@@ -19,9 +19,12 @@ from torch import nn
 from infocam._validation import as_tensor, check_floating
 from infocam.cam.head import AffineHead, HeadStep, affine_head, walk_head
 from infocam.cam.maps import (
+    DEFAULT_REGION_PADDING,
+    LeastLikely,
     Method,
     RegionPadding,
     _check_method,
+    check_least_likely,
     check_region,
     class_activation_maps,
 )
@@ -89,6 +92,8 @@ class CAMExtractor:
     the model raises), in eval mode (each module's train/eval flag is restored afterwards), and
     returns a :class:`CAMResult` with ``.logits`` (N, M) and ``.maps`` at feature resolution.
     ``target=None`` uses the top-1 prediction; ``target="all"`` gives every class's map.
+    The keywords ``region_padding`` (default ``"centered"``) and ``least_likely`` (``"global"``
+    or ``"region"``, infoCAM+'s Eq. 15) are those of :func:`~infocam.class_activation_maps`.
 
     When ``feature_layer`` / ``classifier`` are not given they are found on the first call: the
     classifier is the last ``nn.Linear`` executed, the feature layer the outermost module that
@@ -381,10 +386,12 @@ class CAMExtractor:
         method: Method = "cam",
         region: int = 1,
         *,
-        region_padding: RegionPadding = "same",
+        region_padding: RegionPadding = DEFAULT_REGION_PADDING,
+        least_likely: LeastLikely = "global",
     ) -> CAMResult:
         _check_method(method)
         check_region(region, region_padding)
+        check_least_likely(least_likely)
         x = check_floating(as_tensor(images, "images"), "images")
         if x.dim() != 4:
             raise ValueError(f"images must have shape (N, C, H, W); got {tuple(x.shape)}")
@@ -412,7 +419,14 @@ class CAMExtractor:
         t = logits.argmax(1) if target is None else target
         head = self._head(feats, logits)
         maps = class_activation_maps(
-            feats, head.weight, t, method, region, logits, region_padding=region_padding
+            feats,
+            head.weight,
+            t,
+            method,
+            region,
+            logits,
+            region_padding=region_padding,
+            least_likely=least_likely,
         )
         if head.scale is not None:  # a positive per-sample scale (LayerNorm's 1 / sigma)
             maps = maps * head.scale.to(maps.dtype).reshape(-1, *[1] * (maps.dim() - 1))

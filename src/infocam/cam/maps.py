@@ -22,6 +22,8 @@ from infocam._validation import (
 )
 
 __all__ = [
+    "DEFAULT_REGION_PADDING",
+    "LEAST_LIKELY",
     "METHODS",
     "REGION_PADDINGS",
     "check_region",
@@ -34,6 +36,12 @@ METHODS = ("cam", "infocam", "infocam+")
 Method = Literal["cam", "infocam", "infocam+"]
 REGION_PADDINGS = ("same", "centered", "full")
 RegionPadding = Literal["same", "centered", "full"]
+# The one place the default is decided (every function, evaluator and CLI flag refers here):
+# "centered" places even windows (the paper's R = 4 on ResNet) on the cell; "same" (torch's
+# padding="same") is half a cell up-left of the features (issue 14: ~20 points lower).
+DEFAULT_REGION_PADDING: RegionPadding = "centered"
+LEAST_LIKELY = ("global", "region")
+LeastLikely = Literal["global", "region"]
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -45,6 +53,13 @@ def _check_method(method: str) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     return method
+
+
+def check_least_likely(least_likely: Any) -> str:
+    """``least_likely`` as one of :data:`LEAST_LIKELY` (``"global"`` or ``"region"``)."""
+    if not isinstance(least_likely, str) or least_likely not in LEAST_LIKELY:
+        raise ValueError(f"least_likely must be one of {LEAST_LIKELY}; got {least_likely!r}")
+    return least_likely
 
 
 def check_region(region: Any, region_padding: str) -> int:
@@ -87,14 +102,15 @@ def contrast_weights(
 
 
 def region_filter(
-    maps: torch.Tensor, region: int, region_padding: RegionPadding = "same"
+    maps: torch.Tensor, region: int, region_padding: RegionPadding = DEFAULT_REGION_PADDING
 ) -> torch.Tensor:
     """Sum each map over an ``region x region`` window (zero outside the map).
 
-    ``maps`` has shape (..., h, w). ``"same"`` keeps (h, w) and equals
-    ``conv2d(map, ones(r, r), padding="same")``; ``"centered"`` keeps (h, w) and, for even
+    ``maps`` has shape (..., h, w). ``"centered"`` (the default) keeps (h, w) and, for even
     ``r``, weights the window ``k k^T`` with ``k = [1/2, 1, ..., 1, 1/2]`` (r + 1 taps) centred
-    on the cell; ``"full"`` returns (h + r - 1, w + r - 1).
+    on the cell (for odd ``r`` the plain centred r x r sum); ``"same"`` keeps (h, w) and
+    equals ``conv2d(map, ones(r, r), padding="same")`` (an even window reaches one more cell
+    right/down); ``"full"`` returns (h + r - 1, w + r - 1).
     """
     region = check_region(region, region_padding)
     if region == 1:
@@ -123,9 +139,24 @@ def class_activation_maps(
     region: int = 1,
     logits: torch.Tensor | None = None,
     *,
-    region_padding: RegionPadding = "same",
+    region_padding: RegionPadding = DEFAULT_REGION_PADDING,
+    least_likely: LeastLikely = "global",
 ) -> torch.Tensor:
-    """CAM / infoCAM / infoCAM+ maps of ``target`` for features (N, K, h, w).
+    r"""CAM / infoCAM / infoCAM+ maps of ``target`` for features (N, K, h, w).
+
+    With ``R`` the region filter (:func:`region_filter`) and ``CAM_m = sum_k W_mk g_k``:
+    CAM is ``R(CAM_y)``, infoCAM (Eq. 14) ``R(CAM_y) - mean_{m != y} R(CAM_m)``, and infoCAM+
+    (Eq. 15)
+
+    .. math:: M_y^{Diff+}(R) = \sum_{(a,b) \in R} w^y g(a, b) - w^{y'} g(a, b)
+
+    with the least likely class ``y'`` chosen by ``least_likely``:
+
+    * ``"global"`` (default; the paper's prose and the original code): ``y' = argmin_m
+      logits_m``, one class per image, so the map is ``R(CAM_y - CAM_{y'})``;
+    * ``"region"`` (Eq. 15 as written): ``y' = argmin_m sum_{(a,b) in R} w^m g(a, b)``, one
+      class per region, so the map is ``R(CAM_y) - min_m R(CAM_m)`` cell by cell (the
+      logits are not used). It costs every class's map: (N, M, h, w) memory.
 
     Args:
         features: (N, K, h, w) last spatial feature map (before global average pooling).
@@ -136,8 +167,11 @@ def class_activation_maps(
         logits: (N, M) the model's logits, used by ``"infocam+"`` to find the least likely
             class. When None it is ``mean_hw(features) @ fc_weight.T`` (bias ignored: pass the
             real logits if the head has a bias that could change the argmin).
-        region_padding: ``"same"`` (default), ``"centered"`` (even windows centred on the
-            cell) or ``"full"`` (the original code's convolution).
+        region_padding: ``"centered"`` (default: even windows centred on the cell),
+            ``"same"`` (torch's ``padding="same"``: even windows reach one cell right/down) or
+            ``"full"`` (the original code's convolution).
+        least_likely: ``"global"`` or ``"region"``: how infoCAM+ picks its least likely
+            class (see above); no effect on ``"cam"`` / ``"infocam"``.
 
     Returns:
         (N, h, w) maps, or (N, M, h, w) for ``target="all"`` (bigger with ``"full"`` padding),
@@ -145,6 +179,7 @@ def class_activation_maps(
     """
     method = _check_method(method)
     region = check_region(region, region_padding)
+    least_likely = check_least_likely(least_likely)
     g = check_floating(as_tensor(features, "features"), "features")
     if g.dim() != 4:
         raise ValueError(f"features must have shape (N, K, h, w); got {tuple(g.shape)}")
@@ -180,7 +215,8 @@ def class_activation_maps(
     dtype = _compute_dtype(torch.promote_types(g.dtype, w.dtype))
     g = g.to(dtype)
     w = w.to(dtype)
-    if method == "infocam+":
+    per_region = method == "infocam+" and least_likely == "region"
+    if method == "infocam+" and not per_region:
         if logits is None:
             logits = g.mean((2, 3)) @ w.T
         else:
@@ -191,6 +227,13 @@ def class_activation_maps(
                 )
             check_finite(logits, "logits")  # argmin of NaN logits picks an arbitrary class
     with torch.no_grad():
+        if per_region:
+            # Eq. 15: R(CAM_y) - min_m R(CAM_m), the least likely class found per region
+            sums = region_filter(torch.einsum("mk,nkhw->nmhw", w, g), region, region_padding)
+            least = sums.amin(1, keepdim=True)
+            if t is None:
+                return sums - least
+            return sums[torch.arange(n, device=g.device), t] - least.squeeze(1)
         if t is not None:
             maps = torch.einsum("nk,nkhw->nhw", contrast_weights(w, t, method, logits), g)
         elif method == "infocam+":

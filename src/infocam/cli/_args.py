@@ -132,14 +132,31 @@ def _require_data_root(args: argparse.Namespace) -> None:
 
 
 def _add_region_padding(p: argparse.ArgumentParser) -> None:
-    from infocam.cam import REGION_PADDINGS
+    """The map flags: --region-padding, --least-likely, --normalize (defaults: the library's)."""
+    from infocam.cam import DEFAULT_REGION_PADDING, LEAST_LIKELY, REGION_PADDINGS
+    from infocam.localization import NORMALIZATIONS
 
     p.add_argument(
         "--region-padding",
         choices=REGION_PADDINGS,
-        default="same",
-        help="region window: 'same' (torch's padding='same'; even r reach one cell right/down), "
-        "'centered' (even r centred on the cell), 'full' (the original code's convolution)",
+        default=DEFAULT_REGION_PADDING,
+        help=f"region window (default {DEFAULT_REGION_PADDING}): 'centered' (even r centred on "
+        "the cell), 'same' (torch's padding='same'; even r reach one cell right/down, half a "
+        "cell off), 'full' (the original code's convolution)",
+    )
+    p.add_argument(
+        "--least-likely",
+        choices=LEAST_LIKELY,
+        default="global",
+        help="infoCAM+'s least likely class: 'global' (default; argmin of the logits, the "
+        "paper's prose and code) or 'region' (Eq. 15 as written: argmin per region)",
+    )
+    p.add_argument(
+        "--normalize",
+        choices=NORMALIZATIONS,
+        default="minmax",
+        help="map to [0, 1] before the box threshold: 'minmax' (default, wsolevaluation) or "
+        "'max' (the paper's 'more than 20%% of the maximum'; negative values never kept)",
     )
 
 
@@ -159,6 +176,16 @@ def _add_wsol_eval_arguments(p: argparse.ArgumentParser) -> None:
         help="box thresholds the validation split chooses from (default 0.05,...,0.95)",
     )
     _add_region_padding(p)
+    from infocam.experiments.wsol.protocol import PROTOCOL_CHOICES
+
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOL_CHOICES,
+        default="selected",
+        help="'selected' (default: each method's r and threshold chosen on the validation "
+        "split), 'paper' (the paper's: threshold 0.2, CAM r = 1, infoCAM / infoCAM+ at the "
+        "paper's R, printed beside the paper's numbers) or 'both'",
+    )
 
 
 def _resume_arg(value: str) -> bool | str:

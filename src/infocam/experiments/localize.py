@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from infocam._validation import check_device, check_int, check_real
-from infocam.cam import METHODS, CAMExtractor, class_activation_maps
-from infocam.cam.maps import check_region
+from infocam.cam import DEFAULT_REGION_PADDING, METHODS, CAMExtractor, class_activation_maps
+from infocam.cam.maps import check_least_likely, check_region
 from infocam.experiments.localize_inputs import check_image_size, check_localize_inputs, read_image
 from infocam.localization import box_iou, boxes_from_maps, normalize_maps, upsample_maps
+from infocam.localization.maps import check_normalize
 from infocam.models.inputs import IMAGENET_INPUT, InputSpec
 from infocam.training.checkpoint import atomic_write
 from infocam.viz import METHOD_TITLES, as_uint8_image, figure_grid, method_grid, overlay
@@ -92,8 +93,10 @@ def iter_localize_images(
     *,
     method: str = "infocam+",
     region: int = 1,
-    region_padding: str = "same",
+    region_padding: str = DEFAULT_REGION_PADDING,
+    least_likely: str = "global",
     threshold: float = 0.2,
+    normalize: str = "minmax",
     image_size: int = 224,
     gt_box: Sequence[int] | None = None,
     target: int | None = None,
@@ -107,8 +110,10 @@ def iter_localize_images(
     of earlier results is kept here: memory stays flat in the number of images.
 
     ``method``: the map drawn in ``<stem>_<method>.png`` (all three go in the grid);
-    ``region`` / ``region_padding``: see :func:`infocam.class_activation_maps`; ``threshold``:
-    the box threshold; ``image_size``: the side images are resized to, at most
+    ``region`` / ``region_padding`` / ``least_likely``: see
+    :func:`infocam.class_activation_maps`; ``threshold``: the box threshold, of the per-map
+    range (``normalize="minmax"``) or of the maximum (``"max"``, see
+    :func:`infocam.normalize_maps`); ``image_size``: the side images are resized to, at most
     :data:`~infocam.experiments.localize_inputs.MAX_IMAGE_SIZE`; ``gt_box``: a ground-truth
     box in original-image pixels; ``target``: the class (default: top-1); ``overwrite``:
     replace files an earlier run wrote to ``out_dir``; ``input_spec``: how the model takes
@@ -118,7 +123,9 @@ def iter_localize_images(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     region = check_region(region, region_padding)
+    least_likely = check_least_likely(least_likely)
     threshold = check_real(threshold, "threshold", 0, 1, high_open=True)
+    normalize = check_normalize(normalize)
     image_size = check_image_size(image_size)
     if target is not None:
         target = check_int(target, "target", minimum=0)
@@ -135,7 +142,7 @@ def iter_localize_images(
     try:
         yield from _localize_each(
             planned, model, extractor, spec, grids, method, region, region_padding,
-            threshold, image_size, gt_box, target, device,
+            least_likely, threshold, normalize, image_size, gt_box, target, device,
         )  # fmt: skip
     finally:
         grids.close()
@@ -150,7 +157,9 @@ def _localize_each(
     method: str,
     region: int,
     region_padding: str,
+    least_likely: str,
     threshold: float,
+    normalize: str,
     image_size: int,
     gt_box: Sequence[int] | None,
     target: int | None,
@@ -188,10 +197,11 @@ def _localize_each(
                     region,
                     res.logits,
                     region_padding=region_padding,
+                    least_likely=least_likely,
                 )
             )
-            maps[m] = normalize_maps(upsample_maps(raw, image_size))
-            boxes[m] = boxes_from_maps(maps[m], threshold)[0].tolist()
+            maps[m] = normalize_maps(upsample_maps(raw, image_size), normalize)
+            boxes[m] = boxes_from_maps(maps[m], threshold, normalize=normalize)[0].tolist()
         probs = res.logits.float().softmax(1)[0]
         cls = int(res.target[0])
         gt = None if gt_box is None else _resize_box(gt_box, original, image_size)

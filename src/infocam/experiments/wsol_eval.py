@@ -41,8 +41,16 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from infocam._validation import check_int, check_real
-from infocam.cam import METHODS, REGION_PADDINGS, CAMExtractor, class_activation_maps
+from infocam.cam import (
+    DEFAULT_REGION_PADDING,
+    LEAST_LIKELY,
+    METHODS,
+    REGION_PADDINGS,
+    CAMExtractor,
+    class_activation_maps,
+)
 from infocam.localization import (
+    NORMALIZATIONS,
     LocalizationEvaluator,
     MaxBoxAccEvaluator,
     PxAPEvaluator,
@@ -57,6 +65,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "BoxSetting",
     "WSOLEvalOptions",
+    "evaluate_fixed",
     "evaluate_localization",
     "evaluate_wsol",
     "localization_grid",
@@ -70,11 +79,12 @@ DEFAULT_REGIONS: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 @dataclass(frozen=True)
 class BoxSetting:
-    """The region size and box threshold chosen for one method, and its validation score."""
+    """The region size and box threshold of one method, and its validation score (None when
+    the setting was fixed, not chosen: the paper protocol)."""
 
     region: int
     threshold: float
-    val_gt_known_loc: float
+    val_gt_known_loc: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,9 +134,9 @@ def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
     return methods
 
 
-def _check_padding(region_padding: str) -> None:
-    if region_padding not in REGION_PADDINGS:
-        raise ValueError(f"region_padding must be one of {REGION_PADDINGS}; got {region_padding!r}")
+def _check_choice(value: Any, name: str, choices: Sequence[str]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}; got {value!r}")
 
 
 def _check_grid(
@@ -155,8 +165,11 @@ class WSOLEvalOptions:
     ``methods`` to score; the grid of ``regions`` (r >= 1) and box ``thresholds`` (in
     [0, 1)) the validation split chooses from; a hit is IoU >= ``iou_threshold``;
     MaxBoxAccV2's and PxAP's ``cam_curve_interval``; ``region_padding`` places the region
-    window (see :func:`infocam.class_activation_maps`); and how to run: ``batch_size``, ``device``,
-    ``workers`` (DataLoader processes), ``quiet`` (no progress bar).
+    window and ``least_likely`` picks infoCAM+'s least likely class (``"global"`` /
+    ``"region"``; see :func:`infocam.class_activation_maps`); ``normalize`` brings a map to
+    [0, 1] before the box threshold (``"minmax"`` / ``"max"``; see
+    :func:`infocam.normalize_maps`); how to run: ``batch_size``, ``device``, ``workers``
+    (DataLoader processes), ``quiet`` (no progress bar).
 
     The functions below take one (``options``) and/or its fields as keyword arguments, which
     override it: ``evaluate_wsol(model, val, test, regions=(1, 3))``.
@@ -167,7 +180,9 @@ class WSOLEvalOptions:
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS
     iou_threshold: float = 0.5
     cam_curve_interval: float = 0.01
-    region_padding: str = "same"
+    region_padding: str = DEFAULT_REGION_PADDING
+    least_likely: str = "global"
+    normalize: str = "minmax"
     batch_size: int = 64
     device: str | torch.device = "cpu"
     workers: int = 0
@@ -178,7 +193,9 @@ class WSOLEvalOptions:
         object.__setattr__(self, "methods", _check_methods(self.methods))
         object.__setattr__(self, "regions", regions)
         object.__setattr__(self, "thresholds", thresholds)
-        _check_padding(self.region_padding)
+        _check_choice(self.region_padding, "region_padding", REGION_PADDINGS)
+        _check_choice(self.least_likely, "least_likely", LEAST_LIKELY)
+        _check_choice(self.normalize, "normalize", NORMALIZATIONS)
         b = self.batch_size
         if isinstance(b, bool) or not isinstance(b, int) or b < 1:
             raise ValueError(f"batch_size must be an integer >= 1; got {b!r}")
@@ -242,14 +259,21 @@ def _maps(
     method: str,
     region: int,
     size: Sequence[int],
-    region_padding: str = "same",
+    opts: WSOLEvalOptions,
 ) -> torch.Tensor:
-    """The true class's maps at image size, min-max normalised to [0, 1]."""
+    """The true class's maps at image size, normalised to [0, 1] as ``opts.normalize`` says."""
     with torch.no_grad():
         maps = class_activation_maps(
-            features, weight, labels, method, region, logits, region_padding=region_padding
+            features,
+            weight,
+            labels,
+            method,
+            region,
+            logits,
+            region_padding=opts.region_padding,
+            least_likely=opts.least_likely,
         )
-        return normalize_maps(upsample_maps(maps.float(), size))
+        return normalize_maps(upsample_maps(maps.float(), size), opts.normalize)
 
 
 def localization_grid(
@@ -264,7 +288,7 @@ def localization_grid(
     opts = WSOLEvalOptions.of(options, **overrides)
     methods, regions, thresholds = opts.methods, opts.regions, opts.thresholds
     evs = {
-        (m, r, t): LocalizationEvaluator(t, opts.iou_threshold)
+        (m, r, t): LocalizationEvaluator(t, opts.iou_threshold, normalize=opts.normalize)
         for m in methods
         for r in regions
         for t in thresholds
@@ -274,7 +298,7 @@ def localization_grid(
         for m in methods:
             for r in regions:
                 size = images.shape[-2:]
-                maps = _maps(feats, weight, labels, logits, m, r, size, opts.region_padding)
+                maps = _maps(feats, weight, labels, logits, m, r, size, opts)
                 for t in thresholds:
                     evs[m, r, t].update(maps, gts, labels, logits)
     sum_over_processes(list(evs.values()))
@@ -332,7 +356,10 @@ def evaluate_localization(
         raise ValueError("settings must name at least one method")
     _check_methods(list(settings))
     opts = WSOLEvalOptions.of(options, **overrides)
-    loc = {m: LocalizationEvaluator(s.threshold, opts.iou_threshold) for m, s in settings.items()}
+    loc = {
+        m: LocalizationEvaluator(s.threshold, opts.iou_threshold, normalize=opts.normalize)
+        for m, s in settings.items()
+    }
     mba = {m: MaxBoxAccEvaluator(cam_curve_interval=opts.cam_curve_interval) for m in settings}
     pxap = {m: PxAPEvaluator(cam_curve_interval=opts.cam_curve_interval) for m in settings}
     with_masks: bool | None = None  # the first batch tells; every other must agree
@@ -354,7 +381,7 @@ def evaluate_localization(
         parts = _mask_parts(masks, images.shape[-2:]) if masks is not None else None
         for m, s in settings.items():
             size = images.shape[-2:]
-            maps = _maps(feats, weight, labels, logits, m, s.region, size, opts.region_padding)
+            maps = _maps(feats, weight, labels, logits, m, s.region, size, opts)
             boxes = loc[m].update(maps, gts, labels, logits)
             mba[m].update(maps, gts)
             if parts is not None:
@@ -403,9 +430,35 @@ def evaluate_wsol(
         "val_grid": {
             "regions": list(opts.regions),
             "region_padding": opts.region_padding,
+            "least_likely": opts.least_likely,
+            "normalize": opts.normalize,
             "thresholds": [float(t) for t in opts.thresholds],
             "gt_known_loc": {m: g.tolist() for m, g in grid.items()},
         },
+        "test": test,
+        "examples": examples,
+    }
+
+
+def evaluate_fixed(
+    model: nn.Module,
+    test_data: Dataset,
+    settings: dict[str, BoxSetting],
+    options: WSOLEvalOptions | None = None,
+    *,
+    keep: int = 0,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Score ``test_data`` with fixed ``settings`` (the paper protocol: nothing is chosen).
+
+    Returns the JSON-ready ``settings`` and ``test`` scores (as :func:`evaluate_wsol`, without
+    ``val_grid``) and the ``examples``. ``options`` / ``overrides``: see
+    :class:`WSOLEvalOptions`.
+    """
+    opts = WSOLEvalOptions.of(options, **overrides)
+    test, examples = evaluate_localization(model, test_data, settings, opts, keep=keep)
+    return {
+        "settings": {m: s.to_dict() for m, s in settings.items()},
         "test": test,
         "examples": examples,
     }

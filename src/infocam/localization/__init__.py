@@ -1,11 +1,12 @@
 """From maps to boxes to weakly supervised localisation (WSOL) scores.
 
 * ``upsample_maps`` / ``normalize_maps``: to image size; min-max per map (a constant map
-  becomes zeros).
+  becomes zeros), or ``normalize="max"``: ``max(m, 0) / max``.
 * ``boxes_from_maps``: the CAM paper's box (Zhou et al. 2016, used by the infoCAM paper): keep
-  min-max normalised values ``> threshold``, take the largest 8-connected component (most
-  pixels; ties go to the component met first in raster order) and return its tight box
-  ``x1, y1, x2, y2`` in inclusive pixel coordinates. An empty mask (a constant map) gives
+  normalised values ``> threshold`` (min-max by default, as wsolevaluation; ``normalize="max"``
+  is the paper's "more than 20% of the maximum" on signed maps), take the largest 8-connected
+  component (most pixels; ties go to the component met first in raster order) and return its
+  tight box ``x1, y1, x2, y2`` in inclusive pixel coordinates. An empty mask (a constant map) gives
   ``[0, 0, 0, 0]``, as wsolevaluation does.
 * ``box_iou``: pairwise IoU with inclusive-pixel areas ``(x2 - x1 + 1) * (y2 - y1 + 1)``;
   disjoint boxes score 0 (the original infoCAM code scored them > 0).
@@ -30,11 +31,17 @@ Modules: :mod:`~infocam.localization.maps`, :mod:`~infocam.localization.boxes`,
 from infocam.localization._counting import CountingEvaluator, sum_over_processes
 from infocam.localization.boxes import box_iou, boxes_from_maps
 from infocam.localization.evaluator import LocalizationEvaluator
-from infocam.localization.maps import UPSAMPLE_MODES, normalize_maps, upsample_maps
+from infocam.localization.maps import (
+    NORMALIZATIONS,
+    UPSAMPLE_MODES,
+    normalize_maps,
+    upsample_maps,
+)
 from infocam.localization.maxboxacc import MaxBoxAccEvaluator
 from infocam.localization.pxap import PxAPEvaluator
 
 __all__ = [
+    "NORMALIZATIONS",
     "UPSAMPLE_MODES",
     "CountingEvaluator",
     "LocalizationEvaluator",

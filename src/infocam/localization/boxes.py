@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from infocam._validation import ArrayLike, as_tensor, check_finite, check_real
-from infocam.localization.maps import check_maps, normalized
+from infocam.localization.maps import check_maps, check_normalize, normalized
 
 __all__ = ["box_iou", "boxes_from_maps"]
 
@@ -33,13 +33,20 @@ def _largest_component_box(mask: np.ndarray, y0: int, x0: int) -> list[int]:
     return [x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]), y0 + int(rows[-1])]
 
 
-def boxes_from_maps(maps: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
-    """Tight box of the largest 8-connected component of ``normalize_maps(maps) > threshold``.
+def boxes_from_maps(
+    maps: torch.Tensor, threshold: float = 0.2, *, normalize: str = "minmax"
+) -> torch.Tensor:
+    """Tight box of the largest 8-connected component of
+    ``normalize_maps(maps, normalize) > threshold``.
 
     Args:
         maps: (N, H, W) maps at image size (see ``upsample_maps``).
-        threshold: fraction of the per-map range, a real number in [0, 1) (a Python or
-            numpy number, or a 0-d tensor). The paper uses 0.2.
+        threshold: a real number in [0, 1) (a Python or numpy number, or a 0-d tensor): the
+            fraction of the per-map range (``"minmax"``) or of the maximum (``"max"``). The
+            paper uses 0.2 of the maximum.
+        normalize: ``"minmax"`` (default, as wsolevaluation) or ``"max"`` (the paper's
+            "20% of the maximum": keeps ``map > threshold * max``, never a negative value);
+            see :func:`normalize_maps`. The two agree when a map's minimum is 0.
 
     Returns:
         (N, 4) int64 ``x1, y1, x2, y2``, inclusive pixel coordinates, on the maps' device;
@@ -47,8 +54,9 @@ def boxes_from_maps(maps: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
         to the component whose first pixel comes first in raster order.
     """
     threshold = check_real(threshold, "threshold", 0, 1, high_open=True)
+    normalize = check_normalize(normalize)
     x = check_maps(maps, finite=False)
-    norm = normalized(x)
+    norm = normalized(x, normalize)
     on = norm > threshold
     # crop each mask to the rows / columns it occupies before labelling (on the device);
     # a row holds a kept pixel iff its maximum is kept (a float max is faster than a bool any)

@@ -9,7 +9,7 @@ import torch
 from infocam._validation import ArrayLike, as_tensor, check_floating, check_real, check_target
 from infocam.localization._counting import CountingEvaluator
 from infocam.localization.boxes import as_box_list, best_iou, boxes_from_maps
-from infocam.localization.maps import check_maps
+from infocam.localization.maps import check_maps, check_normalize
 
 __all__ = ["LocalizationEvaluator"]
 
@@ -20,7 +20,7 @@ class LocalizationEvaluator(CountingEvaluator):
     Per batch, ``update(maps, gt_boxes, target, logits)`` with ``maps`` (N, H, W) the true
     class's maps at image size, ``gt_boxes`` (N, 4) or a list of (G_i, 4) boxes (a hit is IoU
     >= ``iou_threshold`` with any of them), ``target`` (N,), ``logits`` (N, M). A box comes
-    from ``boxes_from_maps(maps, threshold)``.
+    from ``boxes_from_maps(maps, threshold, normalize=normalize)`` (``"minmax"`` or ``"max"``).
 
     * GT-known Loc = hits / n;
     * Top-1 Loc = (hit and top-1 prediction correct) / n;
@@ -33,14 +33,21 @@ class LocalizationEvaluator(CountingEvaluator):
 
     _KEYS = ("n", "gt_known_loc", "top1_loc", "top1_cls", "top5_cls")
 
-    def __init__(self, threshold: float = 0.2, iou_threshold: float = 0.5) -> None:
+    def __init__(
+        self, threshold: float = 0.2, iou_threshold: float = 0.5, *, normalize: str = "minmax"
+    ) -> None:
         self.threshold = check_real(threshold, "threshold", 0, 1, high_open=True)
         self.iou_threshold = check_real(iou_threshold, "iou_threshold", 0, 1, low_open=True)
+        self.normalize = check_normalize(normalize)
         self.reset()
 
     def _settings(self) -> dict[str, Any]:
         """What the counts depend on besides the data; ``merge`` and ``all_reduce`` compare it."""
-        return {"threshold": self.threshold, "iou_threshold": self.iou_threshold}
+        return {
+            "threshold": self.threshold,
+            "iou_threshold": self.iou_threshold,
+            "normalize": self.normalize,
+        }
 
     def reset(self) -> LocalizationEvaluator:
         self.counts = torch.zeros(len(self._KEYS), dtype=torch.long)
@@ -59,7 +66,7 @@ class LocalizationEvaluator(CountingEvaluator):
         if n == 0:  # an empty batch (the last of a sharded set): nothing to count
             return torch.zeros(0, 4, dtype=torch.long, device=m.device)
         gts = as_box_list(gt_boxes, n, m.device)
-        boxes = boxes_from_maps(m, self.threshold)
+        boxes = boxes_from_maps(m, self.threshold, normalize=self.normalize)
         hit = best_iou(boxes, gts) >= self.iou_threshold
         k = min(5, lg.shape[1])
         topk = lg.topk(k, dim=1).indices

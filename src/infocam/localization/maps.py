@@ -1,4 +1,4 @@
-"""Maps at image size: upsampling and per-map min-max normalisation."""
+"""Maps at image size: upsampling and per-map normalisation (min-max, or by the maximum)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import torch.nn.functional as F
 
 from infocam._validation import ArrayLike, as_tensor, check_finite, check_floating, check_int
 
-__all__ = ["UPSAMPLE_MODES", "normalize_maps", "upsample_maps"]
+__all__ = ["NORMALIZATIONS", "UPSAMPLE_MODES", "normalize_maps", "upsample_maps"]
+
+# How a map is brought to [0, 1] before a box threshold: "minmax" (wsolevaluation's, default)
+# or "max" (the paper's "more than 20% of the maximum"; negative values never kept).
+NORMALIZATIONS = ("minmax", "max")
 
 # torch's interpolation modes for (N, C, H, W) input
 UPSAMPLE_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
@@ -60,18 +64,36 @@ def _check_size(size: Any) -> tuple[int, int]:
     return (hw[0], hw[-1])
 
 
-def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise each map of (N, H, W) to [0, 1]: ``(m - min) / (max - min)``.
+def check_normalize(normalize: Any) -> str:
+    """``normalize`` as one of :data:`NORMALIZATIONS`."""
+    if not isinstance(normalize, str) or normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}")
+    return normalize
 
-    A constant map (max == min) becomes all zeros. NaN or inf raises ``ValueError``.
+
+def normalize_maps(maps: torch.Tensor, normalize: str = "minmax") -> torch.Tensor:
+    """Normalise each map of (N, H, W) to [0, 1].
+
+    * ``"minmax"`` (default, as clovaai/wsolevaluation): ``(m - min) / (max - min)``; a
+      constant map (max == min) becomes all zeros. Then ``> t`` keeps ``m > min + t (max -
+      min)``, which is the paper's "more than t of the maximum" only when ``min == 0``.
+    * ``"max"``: ``max(m, 0) / max`` (all zeros when ``max <= 0``). Then ``> t`` keeps exactly
+      ``m > t * max``: the paper's rule on signed maps, negative values never kept.
+
+    NaN or inf raises ``ValueError``.
     """
-    return normalized(check_maps(maps, finite=False))
+    return normalized(check_maps(maps, finite=False), check_normalize(normalize))
 
 
-def normalized(x: torch.Tensor) -> torch.Tensor:
-    """Min-max per map; NaN/inf anywhere shows in min or max, so one small check suffices."""
+def normalized(x: torch.Tensor, normalize: str = "minmax") -> torch.Tensor:
+    """Per-map normalisation; NaN/inf anywhere shows in min or max, so one small check suffices."""
+    hi = x.amax((1, 2), keepdim=True)
+    if normalize == "max":
+        if not bool(torch.isfinite(hi).all()) or not bool(torch.isfinite(x.amin()).all()):
+            check_finite(x, "maps")
+        return torch.where(hi > 0, x.clamp(min=0) / torch.where(hi > 0, hi, 1), 0)
     lo = x.amin((1, 2), keepdim=True)
-    span = x.amax((1, 2), keepdim=True) - lo
+    span = hi - lo
     if not bool(torch.isfinite(span).all()):
         check_finite(x, "maps")
     return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, 1), 0)

@@ -12,7 +12,9 @@ Modules: ``protocol`` (data sets, recipes, the paper's numbers), ``datasets`` (t
   the epoch with the best validation top-1 accuracy is kept, as in the paper.
 * :func:`evaluate_run` chooses each method's region size and box threshold on the
   validation split and scores the test split (:mod:`infocam.experiments.wsol_eval`), then
-  writes ``results.json``, ``table.md`` and ``figure.png``.
+  writes ``results.json``, ``table.md`` and ``figure.png``; given fixed settings
+  (:func:`paper_settings`: the paper protocol, threshold 0.2, CAM without region,
+  infoCAM / infoCAM+ at the paper's R, each value with its source) it selects nothing.
 * :func:`reproduce_wsol` runs the whole protocol: every backbone with and without ADL, every
   method; for CUB / Tiny-ImageNet it prints the paper's Table 4 beside ours.
 
@@ -24,8 +26,14 @@ per model, 2 models (without and with ADL). Measured with one thread on a shared
 """
 
 from infocam.experiments.wsol.datasets import WSOLData, load_wsol_data
-from infocam.experiments.wsol.evaluate import evaluate_run
-from infocam.experiments.wsol.protocol import DATASETS, PAPER_TABLE4, PROTOCOLS
+from infocam.experiments.wsol.evaluate import evaluate_run, paper_settings
+from infocam.experiments.wsol.protocol import (
+    DATASETS,
+    EVAL_PROTOCOLS,
+    PAPER_EVAL,
+    PAPER_TABLE4,
+    PROTOCOLS,
+)
 from infocam.experiments.wsol.report import format_table, save_figure
 from infocam.experiments.wsol.reproduce import reproduce_wsol
 from infocam.experiments.wsol.train import (
@@ -38,6 +46,8 @@ from infocam.experiments.wsol.train import (
 
 __all__ = [
     "DATASETS",
+    "EVAL_PROTOCOLS",
+    "PAPER_EVAL",
     "PAPER_TABLE4",
     "PROTOCOLS",
     "WSOLData",
@@ -48,6 +58,7 @@ __all__ = [
     "format_table",
     "load_trained",
     "load_wsol_data",
+    "paper_settings",
     "reproduce_wsol",
     "save_figure",
     "train_wsol",

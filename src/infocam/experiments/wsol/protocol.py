@@ -8,19 +8,29 @@ from infocam.training.run_checkpoint import RUN_FILES
 
 __all__ = [
     "DATASETS",
+    "EVAL_DIRS",
+    "EVAL_PROTOCOLS",
     "IMAGENET_WEIGHTS",
     "NEW_LAYERS",
+    "PAPER_EVAL",
     "PAPER_TABLE4",
     "PROTOCOLS",
     "RUN_FILE",
     "WSOL_RUN_FILES",
     "WSOL_TOP_FILES",
+    "protocol_sources",
 ]
 
 DATASETS = ("cluttered-digits", "cub", "tiny-imagenet")
 RUN_FILE = "wsol.json"
+# Where a run's evaluation goes, per protocol (``--protocol``, below).
+EVAL_DIRS = {"selected": "eval", "paper": "eval-paper"}
 # A WSOL run folder's own files (--overwrite deletes them): training's, wsol.json, evaluation's.
-WSOL_RUN_FILES = (*RUN_FILES, RUN_FILE, "eval/results.json", "eval/table.md", "eval/figure.png")
+WSOL_RUN_FILES = (
+    *RUN_FILES,
+    RUN_FILE,
+    *(f"{d}/{f}" for d in EVAL_DIRS.values() for f in ("results.json", "table.md", "figure.png")),
+)
 # What reproduce_wsol writes at the top of its output folder.
 WSOL_TOP_FILES = ("results.json", "table.md", "figure.png")
 
@@ -119,6 +129,133 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "weights": "imagenet",
     },
 }
+
+# How boxes are scored (``--protocol``): "selected" chooses each method's region and threshold
+# on the validation split (ours; the default); "paper" fixes them as the paper did. The paper's
+# Table 4 numbers were made with "paper", so they are printed beside that table only.
+EVAL_PROTOCOLS = ("selected", "paper")
+PROTOCOL_CHOICES = (*EVAL_PROTOCOLS, "both")
+SELECTED_SOURCE = (
+    "ours: highest GT-known Loc on the validation split over the grid (the paper fixes them)"
+)
+
+# The paper's fixed box settings, each with its source. CAM has no region; infoCAM and
+# infoCAM+ use the paper's R per data set and backbone; every method keeps > 0.2.
+PAPER_EVAL: dict[str, Any] = {
+    "threshold": (
+        0.2,
+        "paper Sec. 6.1: 'we only reserve the regions whose infoCAM values are more than 20% "
+        "of the maximum' (the CAM paper's rule, Zhou et al. 2016)",
+    ),
+    "cam_region": (
+        1,
+        "paper Sec. 5.1 and Sec. 6.2 (ablation, Table 6): R is infoCAM's; CAM has no region",
+    ),
+    "region": {
+        "cub": {
+            "vgg16_gap": (5, "paper Sec. 6.1: 'R is set as 5 and 4 for VGG and ResNet in CUB'"),
+            "resnet50_gap": (4, "paper Sec. 6.1: 'R is set as 5 and 4 for VGG and ResNet in CUB'"),
+        },
+        "tiny-imagenet": {
+            "vgg16_gap": (3, "paper Sec. 6.1: '3 for both VGG and ResNet in Tiny-ImageNet'"),
+            "resnet50_gap": (3, "paper Sec. 6.1: '3 for both VGG and ResNet in Tiny-ImageNet'"),
+        },
+        "cluttered-digits": {
+            "small_gap_cnn": (
+                3,
+                "ours (not in the paper): its R for the smaller images, Tiny-ImageNet (Sec. 6.1)",
+            ),
+        },
+    },
+}
+
+
+def eval_protocols(protocol: str) -> tuple[str, ...]:
+    """``"selected"``, ``"paper"`` or ``"both"`` as the protocols to run, in that order."""
+    if not isinstance(protocol, str) or protocol not in PROTOCOL_CHOICES:
+        raise ValueError(f"protocol must be one of {PROTOCOL_CHOICES}; got {protocol!r}")
+    return EVAL_PROTOCOLS if protocol == "both" else (protocol,)
+
+
+def paper_regions(dataset: str, arch: str) -> dict[str, tuple[int, str]]:
+    """The paper protocol's region ``r`` of each method for ``arch`` on ``dataset``, with its
+    source; a backbone the paper gives no R for raises ``ValueError`` naming the known ones."""
+    known = PAPER_EVAL["region"].get(check_dataset(dataset), {})
+    if arch not in known:
+        raise ValueError(
+            f"--protocol paper: the paper gives no region R for {arch!r} on {dataset} "
+            f"(it gives one for {', '.join(known) or 'no backbone'}); use --protocol selected"
+        )
+    r = known[arch]
+    return {"cam": PAPER_EVAL["cam_region"], "infocam": r, "infocam+": r}
+
+
+_ADL = "ours: ADL's public recipe as we read it (the paper, Sec. 6.1: 'the same network "
+_ADL += "architectures and hyperparameters as in [6]', ADL, without listing them)"
+_OURS_CPU = "ours: the CPU benchmark's setting (ClutteredDigits is not in the paper)"
+_COMMON_SOURCES = {
+    "regions": "ours: the grid the 'selected' protocol chooses r from on validation",
+    "thresholds": "ours: the grid the 'selected' protocol chooses the threshold from on validation",
+    "region_padding": "ours: 'centered' puts an even window on its cell (the paper does not say; "
+    "the original code's is 'full', torch's 'same' is half a cell off)",
+    "least_likely": "'global': the paper's prose (Sec. 5.2, 'the most-unlikely labels according "
+    "to the classifier's outputs') and the original code; 'region' is Eq. 15 as written",
+    "normalize": "'minmax': clovaai/wsolevaluation and the CAM code; 'max' is the paper's Sec. "
+    "6.1 rule ('more than 20% of the maximum')",
+    "eval_protocols": "'selected': ours (no selection on test data); 'paper': the paper's fixed "
+    "settings, Sec. 6.1 (see each run's settings_sources)",
+    "seed": "ours: --seed (default 0); the paper gives none",
+    "selection": SELECTED_SOURCE,
+}
+_DATASET_SOURCES = {
+    "cluttered-digits": dict.fromkeys(
+        ("archs", "train", "head_lr_mult", "image_size", "n"), _OURS_CPU
+    ),
+    **{
+        name: {
+            "archs": "paper Sec. 6.1: VGG16-GAP and ResNet50 (with and without ADL)",
+            "train": _ADL,
+            "head_lr_mult": _ADL,
+            "image_size": _ADL,
+            "n": "paper Sec. 6.1: the official test (CUB) / validation (Tiny-ImageNet) images "
+            "split evenly into validation and test",
+        }
+        for name in ("cub", "tiny-imagenet")
+    },
+}
+
+
+def protocol_sources(
+    dataset: str,
+    values: dict[str, Any],
+    given: dict[str, bool] | None = None,
+    train_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The source of every value of ``values`` (a run's protocol, as in results.json): the
+    paper's section, the original code, ADL's recipe, ours, or the command line for values a
+    user gave (``given[key]`` true, or a training value in ``train_overrides``). A data set's
+    ``PROTOCOLS[dataset]["sources"]``, when present, takes precedence over the defaults here."""
+    known = {
+        **_COMMON_SOURCES,
+        **_DATASET_SOURCES[check_dataset(dataset)],
+        **PROTOCOLS[dataset].get("sources", {}),
+    }
+    given = given or {}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        source = "command line" if given.get(key) else known.get(key, "ours")
+        if key == "selection" and "selected" not in values.get("eval_protocols", ["selected"]):
+            source = "paper Sec. 6.1: fixed region R and threshold, nothing selected"
+        if key == "train" and isinstance(value, dict):
+            overrides = train_overrides or {}
+            out[key] = {
+                k: f"command line (--{k.replace('_', '-')})" if k in overrides else source
+                for k in value
+            }
+        else:
+            out[key] = source
+    return out
+
 
 # torchvision weights for ``--weights imagenet`` (VGG16-GAP / ResNet50-GAP map onto them).
 IMAGENET_WEIGHTS = {
