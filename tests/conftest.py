@@ -33,3 +33,15 @@ def one_thread_module() -> Iterator[None]:
     """:func:`one_thread` for a whole test module (and its module-scoped fixtures)."""
     with _torch_threads(1):
         yield
+
+
+@pytest.fixture
+def tiny_vit() -> torch.nn.Module:
+    """A small torchvision ViT (class-token read-out, zero-initialised ``heads.head``), seeded."""
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32,
+        num_classes=5,
+    )  # fmt: skip
