@@ -246,24 +246,35 @@ def _run_rows(
             bar.update(len(_kinds(balanced)))
         return rows
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     fits = [(i, kind) for i, (balanced, _) in enumerate(units) for kind in _kinds(balanced)]
     fits.sort(key=lambda f: (units[f[0]][0], -units[f[0]][1]))
     tasks = [(i, *units[i], settings, kind) for i, kind in fits]
     rows: dict[int, dict[str, Any]] = {}
-    ctx = mp.get_context("spawn")
-    pool = ctx.Pool(min(jobs, len(tasks)), _init_worker, (torch.get_num_threads(),))
+    # A process pool whose workers are killed outright on an error: multiprocessing.Pool's
+    # terminate() can hang joining its handler threads (seen under load in the test suite).
+    pool = ProcessPoolExecutor(
+        min(jobs, len(tasks)),
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(torch.get_num_threads(),),
+    )
+    futures = [pool.submit(_fit_task, task) for task in tasks]
     try:
-        for i, part in pool.imap_unordered(_fit_task, tasks):
+        for future in as_completed(futures):
+            i, part = future.result()
             rows.setdefault(i, {}).update(part)
             bar.update(1)
     except BaseException:
         # Ctrl-C or a worker's error: stop the other fits now rather than finish them.
-        pool.terminate()
-        pool.join()
+        for future in futures:
+            future.cancel()
+        for process in list((pool._processes or {}).values()):
+            process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
-    pool.close()
-    pool.join()
+    pool.shutdown(wait=True)
     # A row's keys in the one-process order (header, softmax, its paper formula, pc).
     return [_row_order(rows[i]) for i in range(len(units))]
 
